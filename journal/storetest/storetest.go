@@ -1,0 +1,302 @@
+// Package storetest is the behavioural test suite every journal.Store must
+// pass. A backend's tests call Run with a constructor for fresh stores.
+package storetest
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/starflow/starflow/journal"
+)
+
+// Opener returns a new, empty store, and a function that closes it and
+// opens it again on the same data (to check persistence).
+type Opener func(t *testing.T) (s journal.Store, reopen func() journal.Store)
+
+// Run runs the suite.
+func Run(t *testing.T, open Opener) {
+	t.Run("CreateAndRead", func(t *testing.T) { testCreateAndRead(t, open) })
+	t.Run("CreateIsExclusive", func(t *testing.T) { testCreateExclusive(t, open) })
+	t.Run("AppendOnly", func(t *testing.T) { testAppendOnly(t, open) })
+	t.Run("RecordsFrom", func(t *testing.T) { testRecordsFrom(t, open) })
+	t.Run("ListFilterAndOrder", func(t *testing.T) { testList(t, open) })
+	t.Run("Blobs", func(t *testing.T) { testBlobs(t, open) })
+	t.Run("Persistence", func(t *testing.T) { testPersistence(t, open) })
+	t.Run("ConcurrentRuns", func(t *testing.T) { testConcurrent(t, open) })
+}
+
+var ctx = context.Background()
+
+func rec(t *testing.T, seq uint64, typ journal.Type, payload any) journal.Record {
+	t.Helper()
+	r, err := journal.NewRecord(seq, typ, time.Unix(1700000000, int64(seq)).UTC(), payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func newRun(id string, at time.Time) *journal.Run {
+	return &journal.Run{ID: id, Status: journal.StatusRunning, Script: "x.star", CreatedAt: at, UpdatedAt: at, Durability: journal.DurabilitySync}
+}
+
+func create(t *testing.T, s journal.Store, id string, at time.Time) {
+	t.Helper()
+	err := s.Create(ctx, newRun(id, at), []journal.Record{rec(t, 1, journal.TypeRunStarted, journal.RunStarted{Input: json.RawMessage(`{}`)})})
+	if err != nil {
+		t.Fatalf("Create(%s): %v", id, err)
+	}
+}
+
+func testCreateAndRead(t *testing.T, open Opener) {
+	s, _ := open(t)
+	create(t, s, "run-1", time.Unix(100, 0).UTC())
+	r, err := s.Run(ctx, "run-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.ID != "run-1" || r.Status != journal.StatusRunning || r.Script != "x.star" {
+		t.Fatalf("Run = %+v", r)
+	}
+	recs, err := s.Records(ctx, "run-1", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 1 || recs[0].Seq != 1 || recs[0].Type != journal.TypeRunStarted {
+		t.Fatalf("Records = %+v", recs)
+	}
+	var rs journal.RunStarted
+	if err := recs[0].Decode(&rs); err != nil || string(rs.Input) != "{}" {
+		t.Fatalf("payload = %+v, %v", rs, err)
+	}
+	if _, err := s.Run(ctx, "nope"); !errors.Is(err, journal.ErrNotFound) {
+		t.Fatalf("Run(nope) err = %v, want ErrNotFound", err)
+	}
+	if recs, err := s.Records(ctx, "nope", 1); err != nil || len(recs) != 0 {
+		t.Fatalf("Records(nope) = %v, %v; want empty", recs, err)
+	}
+}
+
+func testCreateExclusive(t *testing.T, open Opener) {
+	s, _ := open(t)
+	create(t, s, "dup", time.Unix(100, 0))
+	err := s.Create(ctx, newRun("dup", time.Unix(200, 0)), []journal.Record{rec(t, 1, journal.TypeRunStarted, journal.RunStarted{})})
+	if !errors.Is(err, journal.ErrRunExists) {
+		t.Fatalf("second Create err = %v, want ErrRunExists", err)
+	}
+	r, _ := s.Run(ctx, "dup")
+	if !r.CreatedAt.Equal(time.Unix(100, 0)) {
+		t.Fatalf("second Create changed the run: %+v", r)
+	}
+	// Concurrent creates: exactly one wins.
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	wins := 0
+	for i := 0; i < 8; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := s.Create(ctx, newRun("race", time.Unix(1, 0)), []journal.Record{rec(t, 1, journal.TypeRunStarted, journal.RunStarted{})})
+			if err == nil {
+				mu.Lock()
+				wins++
+				mu.Unlock()
+			} else if !errors.Is(err, journal.ErrRunExists) {
+				t.Errorf("Create(race): %v", err)
+			}
+		}()
+	}
+	wg.Wait()
+	if wins != 1 {
+		t.Fatalf("%d concurrent creates succeeded, want 1", wins)
+	}
+	if err := s.Create(ctx, newRun("bad/id", time.Unix(1, 0)), []journal.Record{rec(t, 1, journal.TypeRunStarted, journal.RunStarted{})}); err == nil {
+		t.Fatal("Create accepted an id with a slash")
+	}
+}
+
+func testAppendOnly(t *testing.T, open Opener) {
+	s, _ := open(t)
+	create(t, s, "a", time.Unix(1, 0))
+	if err := s.Append(ctx, "a", []journal.Record{rec(t, 2, journal.TypeCallStarted, journal.CallStarted{Step: "1"})}, nil, true); err != nil {
+		t.Fatal(err)
+	}
+	// Rewriting an existing sequence number is refused.
+	err := s.Append(ctx, "a", []journal.Record{rec(t, 2, journal.TypeCallStarted, journal.CallStarted{Step: "X"})}, nil, true)
+	if !errors.Is(err, journal.ErrConflict) {
+		t.Fatalf("rewrite err = %v, want ErrConflict", err)
+	}
+	// A gap is refused.
+	err = s.Append(ctx, "a", []journal.Record{rec(t, 4, journal.TypeCallCompleted, journal.CallCompleted{Step: "1"})}, nil, false)
+	if !errors.Is(err, journal.ErrConflict) {
+		t.Fatalf("gap err = %v, want ErrConflict", err)
+	}
+	// Non-contiguous records in one append are refused.
+	err = s.Append(ctx, "a", []journal.Record{rec(t, 3, journal.TypeLog, journal.Log{}), rec(t, 5, journal.TypeLog, journal.Log{})}, nil, false)
+	if !errors.Is(err, journal.ErrConflict) {
+		t.Fatalf("non-contiguous err = %v, want ErrConflict", err)
+	}
+	// Appending to a run that does not exist is refused.
+	err = s.Append(ctx, "ghost", []journal.Record{rec(t, 2, journal.TypeLog, journal.Log{})}, nil, false)
+	if !errors.Is(err, journal.ErrNotFound) {
+		t.Fatalf("append to missing run err = %v, want ErrNotFound", err)
+	}
+	// Records and metadata change together.
+	meta := newRun("a", time.Unix(1, 0))
+	meta.Status = journal.StatusCompleted
+	meta.Result = json.RawMessage(`42`)
+	if err := s.Append(ctx, "a", []journal.Record{rec(t, 3, journal.TypeRunFinished, journal.RunFinished{Status: journal.StatusCompleted})}, meta, true); err != nil {
+		t.Fatal(err)
+	}
+	recs, err := s.Records(ctx, "a", 1)
+	if err != nil || len(recs) != 3 {
+		t.Fatalf("Records = %d, %v; want 3", len(recs), err)
+	}
+	var cs journal.CallStarted
+	if err := recs[1].Decode(&cs); err != nil || cs.Step != "1" {
+		t.Fatalf("record 2 = %+v (rewritten?)", cs)
+	}
+	r, _ := s.Run(ctx, "a")
+	if r.Status != journal.StatusCompleted || string(r.Result) != "42" {
+		t.Fatalf("meta = %+v", r)
+	}
+}
+
+func testRecordsFrom(t *testing.T, open Opener) {
+	s, _ := open(t)
+	create(t, s, "r", time.Unix(1, 0))
+	var recs []journal.Record
+	for i := uint64(2); i <= 300; i++ {
+		recs = append(recs, rec(t, i, journal.TypeLog, journal.Log{Message: fmt.Sprint(i)}))
+	}
+	if err := s.Append(ctx, "r", recs, nil, false); err != nil {
+		t.Fatal(err)
+	}
+	// A run whose ID is a prefix of another's must not see its records.
+	create(t, s, "r2", time.Unix(1, 0))
+	got, err := s.Records(ctx, "r", 250)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 51 || got[0].Seq != 250 || got[50].Seq != 300 {
+		t.Fatalf("Records(from 250) = %d records, first %d", len(got), got[0].Seq)
+	}
+	all, _ := s.Records(ctx, "r", 0)
+	if len(all) != 300 {
+		t.Fatalf("Records(from 0) = %d, want 300", len(all))
+	}
+}
+
+func testList(t *testing.T, open Opener) {
+	s, _ := open(t)
+	for i, st := range []journal.Status{journal.StatusCompleted, journal.StatusWaiting, journal.StatusFailed, journal.StatusWaiting} {
+		id := fmt.Sprintf("l%d", i)
+		create(t, s, id, time.Unix(int64(100+i), 0).UTC())
+		m := newRun(id, time.Unix(int64(100+i), 0).UTC())
+		m.Status = st
+		if err := s.Append(ctx, id, nil, m, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	all, err := s.List(ctx, journal.Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(all) != 4 || all[0].ID != "l3" || all[3].ID != "l0" {
+		t.Fatalf("List order: %v", ids(all))
+	}
+	w, _ := s.List(ctx, journal.Filter{Status: []journal.Status{journal.StatusWaiting}})
+	if len(w) != 2 || w[0].ID != "l3" || w[1].ID != "l1" {
+		t.Fatalf("List(waiting) = %v", ids(w))
+	}
+	lim, _ := s.List(ctx, journal.Filter{Limit: 1})
+	if len(lim) != 1 || lim[0].ID != "l3" {
+		t.Fatalf("List(limit 1) = %v", ids(lim))
+	}
+}
+
+func ids(rs []*journal.Run) []string {
+	var out []string
+	for _, r := range rs {
+		out = append(out, r.ID)
+	}
+	return out
+}
+
+func testBlobs(t *testing.T, open Opener) {
+	s, _ := open(t)
+	h1, err := s.PutBlob(ctx, []byte("def main(input):\n  return 1\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h2, _ := s.PutBlob(ctx, []byte("def main(input):\n  return 1\n"))
+	if h1 != h2 || len(h1) != len("sha256:")+64 {
+		t.Fatalf("hashes %q %q", h1, h2)
+	}
+	b, err := s.Blob(ctx, h1)
+	if err != nil || string(b) != "def main(input):\n  return 1\n" {
+		t.Fatalf("Blob = %q, %v", b, err)
+	}
+	if _, err := s.Blob(ctx, "sha256:00"); !errors.Is(err, journal.ErrNotFound) {
+		t.Fatalf("missing blob err = %v", err)
+	}
+}
+
+func testPersistence(t *testing.T, open Opener) {
+	s, reopen := open(t)
+	create(t, s, "p", time.Unix(5, 0).UTC())
+	if err := s.Append(ctx, "p", []journal.Record{rec(t, 2, journal.TypeLog, journal.Log{Message: "async"})}, nil, false); err != nil {
+		t.Fatal(err)
+	}
+	s = reopen()
+	recs, err := s.Records(ctx, "p", 1)
+	if err != nil || len(recs) != 2 {
+		t.Fatalf("after reopen: %d records, %v", len(recs), err)
+	}
+	// The sequence check survives the restart.
+	if err := s.Append(ctx, "p", []journal.Record{rec(t, 2, journal.TypeLog, journal.Log{})}, nil, true); !errors.Is(err, journal.ErrConflict) {
+		t.Fatalf("rewrite after reopen err = %v", err)
+	}
+	if err := s.Append(ctx, "p", []journal.Record{rec(t, 3, journal.TypeLog, journal.Log{})}, nil, true); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func testConcurrent(t *testing.T, open Opener) {
+	s, _ := open(t)
+	const runs, steps = 20, 30
+	var wg sync.WaitGroup
+	for i := 0; i < runs; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			id := fmt.Sprintf("c%02d", i)
+			create(t, s, id, time.Unix(int64(i), 0))
+			for seq := uint64(2); seq < steps; seq++ {
+				if err := s.Append(ctx, id, []journal.Record{rec(t, seq, journal.TypeLog, journal.Log{Message: id})}, nil, seq%2 == 0); err != nil {
+					t.Errorf("%s append %d: %v", id, seq, err)
+					return
+				}
+			}
+		}(i)
+	}
+	wg.Wait()
+	for i := 0; i < runs; i++ {
+		id := fmt.Sprintf("c%02d", i)
+		recs, err := s.Records(ctx, id, 1)
+		if err != nil || len(recs) != steps-1 {
+			t.Fatalf("%s: %d records, %v", id, len(recs), err)
+		}
+		for _, r := range recs[1:] {
+			var l journal.Log
+			if err := r.Decode(&l); err != nil || l.Message != id {
+				t.Fatalf("%s seq %d holds %q", id, r.Seq, l.Message)
+			}
+		}
+	}
+}

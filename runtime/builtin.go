@@ -1,0 +1,227 @@
+package runtime
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+	"go.starlark.net/starlark"
+
+	"github.com/starflow/starflow/internal/value"
+	"github.com/starflow/starflow/journal"
+)
+
+// Builtin describes a journaled builtin: a function scripts call whose
+// result is recorded once and replayed ever after. The runtime owns the
+// journal; Fn only does the work.
+type Builtin struct {
+	// Name is how scripts call it. A dotted name ("http.get") puts the
+	// function in a module ("http") that scripts use as http.get(...).
+	Name string
+
+	// Doc is a one-line description, shown by `starflow builtins`.
+	Doc string
+
+	// Fn performs the call. It runs only live: never when the journal
+	// already holds the call's outcome. It may run more than once for one
+	// call (retries; re-execution after a crash), always with the same
+	// Call.Key, so side effects must be idempotent under that key.
+	//
+	// Fn returns the result (any value the journal can hold; see
+	// internal/value), or an error. Return an *Error to classify a failure,
+	// or a *Suspend to make the run wait.
+	Fn func(ctx context.Context, call *Call) (starlark.Value, error)
+
+	// Retry, if set, retries failed calls that are transient (see Error).
+	// Nil means one attempt.
+	Retry *RetryPolicy
+
+	// Redact, if set, returns the arguments as they should be written to
+	// the journal and logs, for example with credentials removed. Secret
+	// values (see Secret) are always journaled by name only and need no
+	// redaction. Redact must not modify its inputs.
+	Redact func(args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Tuple, []starlark.Tuple)
+}
+
+// Func makes a Builtin from a Go function that works on plain Go values:
+// the result goes through value.FromGo (maps, slices, numbers, strings,
+// structs with json tags). Use Call.GoArgs to read the arguments as Go
+// values.
+func Func(name string, fn func(ctx context.Context, call *Call) (any, error)) *Builtin {
+	return &Builtin{
+		Name: name,
+		Fn: func(ctx context.Context, call *Call) (starlark.Value, error) {
+			x, err := fn(ctx, call)
+			if err != nil {
+				return nil, err
+			}
+			v, err := value.FromGo(x)
+			if err != nil {
+				return nil, Permanent("result", err)
+			}
+			return v, nil
+		},
+	}
+}
+
+// Secret is a reference to a secret by name; see Call.Secret.
+type Secret = value.Secret
+
+// Call is one invocation of a builtin, as Fn sees it.
+type Call struct {
+	RunID   string
+	Step    string // position in the run: "3", or "5.1.2" inside a branch
+	Key     string // idempotency key: "<run-id>/<step>", stable across retries and crashes
+	Builtin string
+	Pos     string // file:line:col of the call in the script
+	Args    starlark.Tuple
+	Kwargs  []starlark.Tuple
+	Attempt int // 1 for the first try of this execution
+
+	// Wait is set when the call suspended the run earlier; it holds what
+	// the call recorded then (for example sleep's wake-up time).
+	Wait *journal.CallWaiting
+
+	// Log is the run's logger, with run and step fields set.
+	Log zerolog.Logger
+
+	rt     *Runtime
+	detail json.RawMessage
+}
+
+// Now returns the runtime clock's current time.
+func (c *Call) Now() time.Time { return c.rt.now() }
+
+// Unpack unpacks the call's arguments as starlark.UnpackArgs does.
+func (c *Call) Unpack(pairs ...any) error {
+	if err := starlark.UnpackArgs(c.Builtin, c.Args, c.Kwargs, pairs...); err != nil {
+		return Permanent("invalid_argument", err)
+	}
+	return nil
+}
+
+// GoArgs returns the arguments as Go values (see value.ToGo).
+func (c *Call) GoArgs() ([]any, map[string]any, error) {
+	args := make([]any, len(c.Args))
+	for i, a := range c.Args {
+		g, err := value.ToGo(a)
+		if err != nil {
+			return nil, nil, Permanent("invalid_argument", fmt.Errorf("%s: argument %d: %w", c.Builtin, i+1, err))
+		}
+		args[i] = g
+	}
+	kw := make(map[string]any, len(c.Kwargs))
+	for _, p := range c.Kwargs {
+		g, err := value.ToGo(p[1])
+		if err != nil {
+			return nil, nil, Permanent("invalid_argument", fmt.Errorf("%s: argument %s: %w", c.Builtin, p[0], err))
+		}
+		kw[string(p[0].(starlark.String))] = g
+	}
+	return args, kw, nil
+}
+
+// Secret resolves a secret reference to its value at the moment of use.
+// The value must never be returned in a result, logged or put in an error.
+func (c *Call) Secret(s Secret) (string, error) {
+	v, err := c.rt.opts.Secrets(s.Name)
+	if err != nil {
+		return "", Permanent("secret", fmt.Errorf("secret %s: %w", s.Name, err))
+	}
+	return v, nil
+}
+
+// SetDetail attaches information to the call's journal record (for
+// example, per-attempt HTTP statuses), shown by `starflow history`. It
+// must be JSON-encodable and free of secrets.
+func (c *Call) SetDetail(v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	c.detail = b
+	return nil
+}
+
+// EnvSecrets resolves secrets from environment variables; it is the
+// default Options.Secrets.
+func EnvSecrets(name string) (string, error) {
+	v, ok := os.LookupEnv(name)
+	if !ok || v == "" {
+		return "", fmt.Errorf("environment variable %s is not set", name)
+	}
+	return v, nil
+}
+
+// Error is a classified builtin failure. Builtins return it to say whether
+// a failure is worth retrying; the runtime journals Kind and Message.
+type Error struct {
+	Kind       string        // short class: "timeout", "http_status", "rate_limit", "invalid_argument", ...
+	Message    string        // what went wrong; never contains secrets
+	Retryable  bool          // transient: trying again may succeed
+	RetryAfter time.Duration // the wait the other side asked for, if any
+	Err        error         // underlying cause, if any (not journaled)
+}
+
+func (e *Error) Error() string { return e.Message }
+func (e *Error) Unwrap() error { return e.Err }
+
+// Transient returns a retryable error of the given kind.
+func Transient(kind string, err error) *Error {
+	return &Error{Kind: kind, Message: err.Error(), Retryable: true, Err: err}
+}
+
+// Permanent returns an error that is never retried.
+func Permanent(kind string, err error) *Error {
+	var e *Error
+	if errors.As(err, &e) && !e.Retryable && e.Kind == kind {
+		return e
+	}
+	return &Error{Kind: kind, Message: err.Error(), Err: err}
+}
+
+// classify turns any error from Fn into an *Error. Unclassified errors are
+// retryable (as Temporal treats activity errors) when a policy allows it.
+func classify(err error) *Error {
+	var e *Error
+	if errors.As(err, &e) {
+		return e
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return &Error{Kind: "timeout", Message: err.Error(), Retryable: true, Err: err}
+	}
+	return &Error{Kind: "error", Message: err.Error(), Retryable: true, Err: err}
+}
+
+// Suspend is returned by a builtin's Fn to make the run wait. The runtime
+// journals it and either waits in-process (when Until is near) or
+// suspends the run, releasing its goroutine and interpreter. When the run
+// continues, Fn is called again for the same call with Call.Wait holding
+// what was recorded, and decides whether the wait is over.
+type Suspend struct {
+	Reason string    // human-readable: "sleep until 15:04", "question: approve?"
+	Until  time.Time // when to call Fn again; zero waits for an outside event only
+	Data   any       // JSON-encodable state to keep with the wait (no secrets)
+}
+
+func (s *Suspend) Error() string { return "waiting: " + s.Reason }
+
+// CallError is the error a script sees when a journaled call failed, live or
+// replayed. attempt() exposes Kind.
+type CallError struct {
+	Builtin string
+	Kind    string
+	Message string
+}
+
+func (e *CallError) Error() string {
+	if strings.HasPrefix(e.Message, e.Builtin+":") {
+		return e.Message
+	}
+	return e.Builtin + ": " + e.Message
+}

@@ -1,0 +1,860 @@
+package runtime
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+	"go.starlark.net/starlark"
+
+	"github.com/starflow/starflow/internal/value"
+	"github.com/starflow/starflow/journal"
+)
+
+const (
+	runKey    = "starflow.run"
+	branchKey = "starflow.branch"
+)
+
+// run is one execution of a run: created by claim, discarded when the
+// execution ends. Everything but cancel state is owned by the goroutine
+// executing the script.
+type run struct {
+	rt       *Runtime
+	id       string
+	finished chan struct{}
+	wake     chan struct{}
+
+	parent  context.Context // the caller's context: its end is an interrupt
+	ctx     context.Context // parent, also cancelled by Cancel
+	stopCtx context.CancelFunc
+
+	meta    *journal.Run
+	started journal.RunStarted
+	prog    *compiled
+	thread  *starlark.Thread
+	modules map[string]*moduleEntry
+	log     zerolog.Logger
+
+	index             map[string]*recordedCall
+	recordedCompleted int // call.completed records in the journal
+	consumedCompleted int // of those, how many this execution has replayed
+	recordedStarted   int // call.started records in the journal
+	consumedStarted   int // of those, how many steps this execution reached
+	nextSeq           uint64
+	pending           []journal.Record
+	calls             int
+	main              *branch
+	fatal             error
+	stats             ExecStats
+
+	cancelMu sync.Mutex
+	cancelBy string
+}
+
+type moduleEntry struct {
+	globals starlark.StringDict
+	err     error
+}
+
+type recordedCall struct {
+	started   *journal.CallStarted
+	waiting   *journal.CallWaiting
+	completed *journal.CallCompleted
+}
+
+// branch numbers the calls of one thread of execution. The main thread's
+// steps are "1", "2", ...; a branch created at step S as branch B numbers
+// its calls "S.B.1", "S.B.2", ..., independent of how branches interleave.
+type branch struct {
+	prefix string
+	n      int
+}
+
+func (b *branch) next() string {
+	b.n++
+	if b.prefix == "" {
+		return strconv.Itoa(b.n)
+	}
+	return b.prefix + "." + strconv.Itoa(b.n)
+}
+
+// fatal conditions: they end the execution and cannot be caught by attempt().
+
+type suspended struct{ waiting *journal.Waiting }
+
+func (s *suspended) Error() string { return "run suspended: " + s.waiting.Reason }
+
+type interrupted struct{}
+
+func (interrupted) Error() string { return "run interrupted" }
+
+type cancelled struct{ by string }
+
+func (c *cancelled) Error() string { return "run cancelled by " + c.by }
+
+// LimitError reports a run that exceeded one of its limits.
+type LimitError struct {
+	Limit string // "steps" or "calls"
+	Max   uint64
+	Pos   string
+}
+
+func (e *LimitError) Error() string {
+	switch e.Limit {
+	case "steps":
+		return fmt.Sprintf("run exceeded its limit of %d execution steps (does it loop forever? raise the limit with --max-steps or Options.MaxSteps)", e.Max)
+	default:
+		return fmt.Sprintf("run exceeded its limit of %d builtin calls (raise it with --max-calls or Options.MaxCalls)", e.Max)
+	}
+}
+
+// DivergenceError reports a script that no longer matches its journal: the
+// recorded call and the new one, each with its position.
+type DivergenceError struct {
+	RunID       string
+	Step        string
+	Recorded    string // the journaled call, e.g. `http.get("https://a")`
+	RecordedPos string
+	Got         string // the script's call now; empty if the script made none
+	GotPos      string
+	Reason      string // "different builtin", "different arguments", "call removed"
+}
+
+func (e *DivergenceError) Error() string {
+	if e.Got == "" {
+		return fmt.Sprintf("run %s diverged from its journal at step %s: the journal recorded %s at %s, but the script finished without making that call (%s)",
+			e.RunID, e.Step, e.Recorded, e.RecordedPos, e.Reason)
+	}
+	return fmt.Sprintf("run %s diverged from its journal at step %s: the journal recorded %s at %s, but the script now calls %s at %s (%s)",
+		e.RunID, e.Step, e.Recorded, e.RecordedPos, e.Got, e.GotPos, e.Reason)
+}
+
+// storeFailure wraps an error from the store during execution.
+type storeFailure struct{ err error }
+
+func (s *storeFailure) Error() string { return "journal write failed: " + s.err.Error() }
+func (s *storeFailure) Unwrap() error { return s.err }
+
+func (r *run) setFatal(err error) error {
+	if r.fatal == nil {
+		r.fatal = err
+	}
+	return r.fatal
+}
+
+func (r *run) requestCancel(by string) {
+	r.cancelMu.Lock()
+	if r.cancelBy == "" {
+		r.cancelBy = by
+	}
+	r.cancelMu.Unlock()
+	if r.stopCtx != nil {
+		r.stopCtx()
+	}
+	if r.thread != nil {
+		r.thread.Cancel("cancelled by " + by)
+	}
+}
+
+func (r *run) cancelRequested() string {
+	r.cancelMu.Lock()
+	defer r.cancelMu.Unlock()
+	return r.cancelBy
+}
+
+// execute replays and continues a run. resumed says whether this is a
+// continuation (as opposed to the first execution after Start).
+func (rt *Runtime) execute(ctx context.Context, id string, resumed bool) (*Outcome, error) {
+	r, err := rt.claim(id)
+	if err != nil {
+		return nil, err
+	}
+	defer rt.release(id, r)
+
+	meta, err := rt.store.Run(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if meta.Status.Final() {
+		return outcomeOf(meta), nil
+	}
+	recs, err := rt.store.Records(ctx, id, 1)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.load(meta, recs); err != nil {
+		return nil, err
+	}
+	r.prog, err = rt.program(ctx, r.started.Script, r.started.Dialect)
+	if err != nil {
+		return nil, err
+	}
+
+	r.parent = ctx
+	r.ctx, r.stopCtx = context.WithCancel(ctx)
+	defer r.stopCtx()
+	r.log = rt.log.With().Str("run", id).Logger()
+
+	if resumed {
+		host := hostname()
+		r.add(journal.TypeRunResumed, journal.RunResumed{PID: os.Getpid(), Host: host})
+		r.meta.Status = journal.StatusRunning
+		r.meta.Waiting = nil
+		if err := r.flush(false, true); err != nil {
+			return nil, err
+		}
+	}
+
+	result, err := r.runMain()
+	return r.finish(result, err)
+}
+
+// load indexes the recorded calls.
+func (r *run) load(meta *journal.Run, recs []journal.Record) error {
+	r.meta = meta
+	if len(recs) == 0 || recs[0].Type != journal.TypeRunStarted {
+		return &journal.CorruptError{RunID: r.id, Seq: 1, Reason: "the journal does not begin with a run.started record"}
+	}
+	if err := recs[0].Decode(&r.started); err != nil {
+		return err
+	}
+	r.index = make(map[string]*recordedCall)
+	for _, rec := range recs[1:] {
+		switch rec.Type {
+		case journal.TypeCallStarted:
+			var cs journal.CallStarted
+			if err := rec.Decode(&cs); err != nil {
+				return err
+			}
+			r.index[cs.Step] = &recordedCall{started: &cs}
+			r.recordedStarted++
+		case journal.TypeCallWaiting:
+			var cw journal.CallWaiting
+			if err := rec.Decode(&cw); err != nil {
+				return err
+			}
+			rc := r.index[cw.Step]
+			if rc == nil {
+				return &journal.CorruptError{RunID: r.id, Seq: rec.Seq, Reason: "call.waiting for step " + cw.Step + " without call.started"}
+			}
+			rc.waiting = &cw
+		case journal.TypeCallCompleted:
+			var cc journal.CallCompleted
+			if err := rec.Decode(&cc); err != nil {
+				return err
+			}
+			rc := r.index[cc.Step]
+			if rc == nil {
+				return &journal.CorruptError{RunID: r.id, Seq: rec.Seq, Reason: "call.completed for step " + cc.Step + " without call.started"}
+			}
+			rc.completed = &cc
+			r.recordedCompleted++
+		}
+	}
+	r.nextSeq = uint64(len(recs)) + 1
+	return nil
+}
+
+func (r *run) runMain() (starlark.Value, error) {
+	thread := &starlark.Thread{
+		Name: r.id,
+		Load: r.loadModule,
+		Print: func(th *starlark.Thread, msg string) {
+			r.emitLog(th, zerolog.InfoLevel, msg, nil)
+		},
+	}
+	thread.SetLocal(runKey, r)
+	r.main = &branch{}
+	thread.SetLocal(branchKey, r.main)
+	maxSteps := r.started.Limits.MaxSteps
+	if maxSteps == 0 {
+		maxSteps = r.rt.opts.MaxSteps
+	}
+	thread.SetMaxExecutionSteps(maxSteps)
+	thread.OnMaxSteps = func(th *starlark.Thread) {
+		r.setFatal(&LimitError{Limit: "steps", Max: maxSteps, Pos: callerPos(th, 0)})
+		th.Cancel("too many steps")
+	}
+	r.thread = thread
+	if by := r.cancelRequested(); by != "" {
+		thread.Cancel("cancelled by " + by)
+	}
+	stop := context.AfterFunc(r.ctx, func() { thread.Cancel("interrupted") })
+	defer stop()
+
+	r.modules = map[string]*moduleEntry{}
+	globals, err := r.initModule(thread, r.prog.entry)
+	if err != nil {
+		return nil, err
+	}
+	main, ok := globals["main"].(starlark.Callable)
+	if !ok {
+		return nil, fmt.Errorf("%s: main is not a function", r.prog.entry)
+	}
+	input, err := value.FromJSON(r.started.Input)
+	if err != nil {
+		return nil, fmt.Errorf("decode input: %w", err)
+	}
+	return starlark.Call(thread, main, starlark.Tuple{input}, nil)
+}
+
+func (r *run) initModule(thread *starlark.Thread, name string) (starlark.StringDict, error) {
+	if e, ok := r.modules[name]; ok {
+		if e == nil {
+			return nil, fmt.Errorf("cycle in load graph involving %s", name)
+		}
+		return e.globals, e.err
+	}
+	prog := r.prog.progs[name]
+	if prog == nil {
+		return nil, fmt.Errorf("%s is not part of the script pinned for this run", name)
+	}
+	r.modules[name] = nil
+	g, err := prog.Init(thread, r.rt.predeclared)
+	g.Freeze()
+	r.modules[name] = &moduleEntry{globals: g, err: err}
+	return g, err
+}
+
+func (r *run) loadModule(thread *starlark.Thread, module string) (starlark.StringDict, error) {
+	from := thread.CallFrame(0).Pos.Filename()
+	name, err := resolveLoad(dirOf(r.prog.entry), from, module)
+	if err != nil {
+		return nil, err
+	}
+	return r.initModule(thread, name)
+}
+
+func dirOf(name string) string {
+	if i := strings.LastIndex(name, "/"); i >= 0 {
+		return name[:i]
+	}
+	return "."
+}
+
+// callerPos returns the position of the innermost Starlark frame at or
+// below depth (skipping builtins such as attempt()).
+func callerPos(thread *starlark.Thread, depth int) string {
+	for d := depth; d < thread.CallStackDepth(); d++ {
+		p := thread.CallFrame(d).Pos
+		if p.Filename() != "<builtin>" && p.IsValid() {
+			return p.String()
+		}
+	}
+	return ""
+}
+
+// replaying reports whether the execution is still behind the journal: a
+// call the journal holds (completed, waiting or in flight) is still ahead.
+func (r *run) replaying() bool { return r.consumedStarted < r.recordedStarted }
+
+// add buffers a record; flush writes buffered records.
+func (r *run) add(t journal.Type, payload any) {
+	rec, err := journal.NewRecord(r.nextSeq, t, r.rt.now().UTC(), payload)
+	if err != nil {
+		// Payloads are our own types; failing to encode them is a bug.
+		panic(err)
+	}
+	r.nextSeq++
+	r.pending = append(r.pending, rec)
+}
+
+// flush writes pending records (and the metadata, if withMeta).
+func (r *run) flush(durable, withMeta bool) error {
+	if len(r.pending) == 0 && !withMeta {
+		return nil
+	}
+	var meta *journal.Run
+	if withMeta {
+		r.meta.UpdatedAt = r.rt.now().UTC()
+		meta = r.meta
+	}
+	// Writes must land even when the run's context is cancelled (an
+	// interrupt still saves what was done).
+	ctx := context.WithoutCancel(r.parent)
+	if err := r.rt.store.Append(ctx, r.id, r.pending, meta, durable); err != nil {
+		return &storeFailure{err}
+	}
+	r.pending = r.pending[:0]
+	return nil
+}
+
+// flushCall makes a call's records as durable as the run's mode asks.
+func (r *run) flushCall() error {
+	switch r.started.Durability {
+	case journal.DurabilityExit:
+		return nil
+	case journal.DurabilityAsync:
+		return r.flush(false, false)
+	default:
+		return r.flush(true, false)
+	}
+}
+
+// canonicalArgs returns the journal form of a call's arguments and their
+// digest.
+func canonicalArgs(b *Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (json.RawMessage, string, error) {
+	if b.Redact != nil {
+		args, kwargs = b.Redact(args, kwargs)
+	}
+	kw := starlark.NewDict(len(kwargs))
+	for _, p := range kwargs {
+		kw.SetKey(p[0], p[1])
+	}
+	all := make(starlark.Tuple, 0, len(args)+1)
+	all = append(all, args...)
+	if len(kwargs) > 0 {
+		all = append(all, kw)
+	}
+	enc, err := value.EncodeCanonical(starlark.NewList(all))
+	if err != nil {
+		return nil, "", fmt.Errorf("%s: %s", b.Name, strings.Replace(err.Error(), "value[", "argument[", 1))
+	}
+	h := sha256.New()
+	h.Write([]byte(b.Name))
+	h.Write([]byte{0})
+	h.Write(enc)
+	return enc, hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// describeCall renders a call for messages: name(args) with arguments in
+// journal form, shortened.
+func describeCall(name string, args json.RawMessage) string {
+	s := string(args)
+	if strings.HasPrefix(s, "[") && strings.HasSuffix(s, "]") {
+		s = s[1 : len(s)-1]
+	}
+	if len(s) > 100 {
+		s = s[:97] + "..."
+	}
+	return name + "(" + s + ")"
+}
+
+// call is the journaled call boundary: every builtin call of every script
+// goes through it.
+func (r *run) call(thread *starlark.Thread, b *Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	if r.fatal != nil {
+		return nil, r.fatal
+	}
+	if by := r.cancelRequested(); by != "" {
+		return nil, r.setFatal(&cancelled{by})
+	}
+	pos := callerPos(thread, 1)
+	r.calls++
+	maxCalls := r.started.Limits.MaxCalls
+	if maxCalls == 0 {
+		maxCalls = r.rt.opts.MaxCalls
+	}
+	if r.calls > maxCalls {
+		return nil, r.setFatal(&LimitError{Limit: "calls", Max: uint64(maxCalls), Pos: pos})
+	}
+	br, _ := thread.Local(branchKey).(*branch)
+	if br == nil {
+		return nil, fmt.Errorf("%s: called from a thread starflow did not start", b.Name)
+	}
+	step := br.next()
+	jargs, digest, err := canonicalArgs(b, args, kwargs)
+	if err != nil {
+		return nil, err
+	}
+
+	rec := r.index[step]
+	if rec != nil {
+		r.consumedStarted++
+		if rec.started.Builtin != b.Name || rec.started.Digest != digest {
+			reason := "different arguments"
+			if rec.started.Builtin != b.Name {
+				reason = "a different builtin"
+			}
+			return nil, r.setFatal(&DivergenceError{
+				RunID: r.id, Step: step,
+				Recorded: describeCall(rec.started.Builtin, rec.started.Args), RecordedPos: rec.started.Pos,
+				Got: describeCall(b.Name, jargs), GotPos: pos, Reason: reason,
+			})
+		}
+		if rec.completed != nil {
+			r.consumedCompleted++
+			r.stats.Replayed++
+			r.log.Info().Str("step", step).Str("builtin", b.Name).Str("outcome", "replayed").Msg("call")
+			return r.resultOf(b.Name, rec.completed)
+		}
+		// Started (and perhaps waiting) but never completed: the process
+		// stopped during this call. Run it again, with the same key.
+	} else {
+		r.add(journal.TypeCallStarted, journal.CallStarted{
+			Step: step, Builtin: b.Name, Args: jargs, Digest: digest, Key: r.id + "/" + step, Pos: pos,
+		})
+		rec = &recordedCall{}
+	}
+	return r.live(b, step, pos, args, kwargs, rec)
+}
+
+func (r *run) resultOf(name string, cc *journal.CallCompleted) (starlark.Value, error) {
+	if cc.Error != nil {
+		return nil, &CallError{Builtin: name, Kind: cc.Error.Kind, Message: cc.Error.Message}
+	}
+	v, err := value.Decode(cc.Result)
+	if err != nil {
+		return nil, r.setFatal(&journal.CorruptError{RunID: r.id, Reason: fmt.Sprintf("result of step %s cannot be decoded: %v", cc.Step, err)})
+	}
+	return v, nil
+}
+
+// live executes a call, with retries and waits, and journals its outcome.
+func (r *run) live(b *Builtin, step, pos string, args starlark.Tuple, kwargs []starlark.Tuple, rec *recordedCall) (starlark.Value, error) {
+	c := &Call{
+		RunID: r.id, Step: step, Key: r.id + "/" + step, Builtin: b.Name, Pos: pos,
+		Args: args, Kwargs: kwargs, Wait: rec.waiting,
+		Log: r.log.With().Str("step", step).Logger(),
+		rt:  r.rt,
+	}
+	start := r.rt.now()
+	var attempts []journal.Attempt
+	var v starlark.Value
+	var failure *Error
+	for n := 1; ; n++ {
+		c.Attempt = n
+		t0 := r.rt.now()
+		var err error
+		v, err = b.Fn(r.ctx, c)
+		var s *Suspend
+		for errors.As(err, &s) {
+			again, serr := r.suspend(c, b, s, pos)
+			if !again {
+				return nil, serr
+			}
+			v, err = b.Fn(r.ctx, c)
+		}
+		if err == nil {
+			if v == nil {
+				v = starlark.None
+			}
+			if len(attempts) > 0 {
+				attempts = append(attempts, journal.Attempt{N: n, Start: t0.UTC(), Duration: r.rt.now().Sub(t0)})
+			}
+			break
+		}
+		if r.ctx.Err() != nil {
+			// Stopped from outside: this is not the call's outcome.
+			return nil, r.stopped()
+		}
+		failure = classify(err)
+		att := journal.Attempt{N: n, Start: t0.UTC(), Duration: r.rt.now().Sub(t0), Error: failure.Message, Kind: failure.Kind}
+		if b.Retry != nil && b.Retry.ShouldRetry(failure, n) {
+			att.Wait = b.Retry.wait(failure, n)
+			attempts = append(attempts, att)
+			r.log.Info().Str("step", step).Str("builtin", b.Name).Str("outcome", "retry").Int("attempt", n).Str("kind", failure.Kind).Dur("wait", att.Wait).Msg("call")
+			if !r.pause(att.Wait) {
+				return nil, r.stopped()
+			}
+			failure = nil
+			continue
+		}
+		if len(attempts) > 0 {
+			attempts = append(attempts, att)
+		}
+		break
+	}
+
+	cc := journal.CallCompleted{Step: step, Attempts: attempts, Detail: c.detail, Duration: r.rt.now().Sub(start)}
+	if failure == nil {
+		enc, err := value.Encode(v)
+		if err != nil {
+			failure = &Error{Kind: "result", Message: fmt.Sprintf("%s returned a value that cannot be journaled: %v", b.Name, err)}
+		} else {
+			cc.Result = enc
+		}
+	}
+	if failure != nil {
+		cc.Result = nil
+		cc.Error = &journal.CallError{Kind: failure.Kind, Message: failure.Message}
+	}
+	r.add(journal.TypeCallCompleted, cc)
+	if err := r.flushCall(); err != nil {
+		return nil, r.setFatal(err)
+	}
+	r.stats.Executed++
+	outcome := "ok"
+	ev := r.log.Info()
+	if failure != nil {
+		outcome = "error"
+		ev = ev.Str("kind", failure.Kind)
+	}
+	ev.Str("step", step).Str("builtin", b.Name).Str("outcome", outcome).Dur("duration", cc.Duration).Int("attempts", c.Attempt).Msg("call")
+	// Scripts see the journal's value, decoded, exactly as a replay would.
+	return r.resultOf(b.Name, &cc)
+}
+
+// suspend handles a builtin's request to wait. It reports whether Fn should
+// be called again now (after an in-process wait).
+func (r *run) suspend(c *Call, b *Builtin, s *Suspend, pos string) (bool, error) {
+	w := journal.CallWaiting{Step: c.Step, Reason: s.Reason}
+	if !s.Until.IsZero() {
+		u := s.Until.UTC()
+		w.Until = &u
+	}
+	if s.Data != nil {
+		data, err := json.Marshal(s.Data)
+		if err != nil {
+			return false, r.setFatal(fmt.Errorf("%s: wait data cannot be journaled: %w", b.Name, err))
+		}
+		w.Data = data
+	}
+	if c.Wait == nil || !sameWait(c.Wait, &w) {
+		r.add(journal.TypeCallWaiting, w)
+		// The wait (a wake-up time, a question) must survive a crash in
+		// every durability mode, or a resumed run would wait anew.
+		if err := r.flush(true, false); err != nil {
+			return false, r.setFatal(err)
+		}
+		c.Wait = &w
+	}
+	if w.Until != nil && r.rt.opts.MaxInlineWait >= 0 {
+		d := w.Until.Sub(r.rt.now())
+		if d <= r.rt.opts.MaxInlineWait {
+			r.log.Info().Str("step", c.Step).Str("builtin", b.Name).Str("outcome", "waiting").Dur("for", d).Msg("call")
+			if !r.pause(d) {
+				return false, r.stopped()
+			}
+			return true, nil
+		}
+	}
+	return false, r.setFatal(&suspended{waiting: &journal.Waiting{
+		Step: c.Step, Builtin: b.Name, Reason: s.Reason, Until: w.Until, Pos: pos, Data: w.Data,
+	}})
+}
+
+func sameWait(a, b *journal.CallWaiting) bool {
+	if a.Reason != b.Reason || string(a.Data) != string(b.Data) || (a.Until == nil) != (b.Until == nil) {
+		return false
+	}
+	return a.Until == nil || a.Until.Equal(*b.Until)
+}
+
+// pause waits d, or until woken; false means the run was stopped.
+func (r *run) pause(d time.Duration) bool {
+	if d <= 0 {
+		return r.ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-r.wake:
+		return true
+	case <-r.ctx.Done():
+		return false
+	}
+}
+
+// stopped records why the run's context ended.
+func (r *run) stopped() error {
+	if by := r.cancelRequested(); by != "" {
+		return r.setFatal(&cancelled{by})
+	}
+	return r.setFatal(interrupted{})
+}
+
+// emitLog writes a script's log line, unless the run is replaying (the line
+// was emitted when the call it follows first ran).
+func (r *run) emitLog(thread *starlark.Thread, level zerolog.Level, msg string, fields *starlark.Dict) error {
+	if r.replaying() {
+		return nil
+	}
+	pos := callerPos(thread, 1)
+	ev := r.log.WithLevel(level).Str("source", "script").Str("pos", pos)
+	var enc json.RawMessage
+	if fields != nil && fields.Len() > 0 {
+		b, err := value.Encode(fields)
+		if err != nil {
+			return fmt.Errorf("log: %v", err)
+		}
+		enc = b
+		for _, kv := range fields.Items() {
+			k, _ := starlark.AsString(kv[0])
+			if s, ok := kv[1].(starlark.String); ok {
+				ev = ev.Str(k, string(s))
+			} else {
+				kb, _ := value.Encode(kv[1])
+				ev = ev.RawJSON(k, kb)
+			}
+		}
+	}
+	ev.Msg(msg)
+	r.add(journal.TypeLog, journal.Log{Level: level.String(), Message: msg, Fields: enc, Pos: pos})
+	return nil
+}
+
+// finish turns how main ended into the run's new state.
+func (r *run) finish(result starlark.Value, err error) (*Outcome, error) {
+	out := &Outcome{ID: r.id, Stats: r.stats}
+	if by := r.cancelRequested(); by != "" && (r.fatal != nil || err != nil) {
+		// Cancelled at a builtin boundary or mid-computation. (A script
+		// that returned before noticing is completed, not cancelled.)
+		return r.end(out, journal.StatusCancelled, nil, &journal.RunError{Kind: "cancelled", Message: "cancelled by " + by}, by)
+	}
+	switch f := r.fatal.(type) {
+	case *suspended:
+		r.meta.Status = journal.StatusWaiting
+		r.meta.Waiting = f.waiting
+		if err := r.flush(true, true); err != nil {
+			return nil, err
+		}
+		out.Status = journal.StatusWaiting
+		out.Waiting = f.waiting
+		out.Run = r.meta
+		return out, nil
+	case interrupted:
+		if ferr := r.flush(true, false); ferr != nil {
+			return nil, ferr
+		}
+		out.Status = journal.StatusRunning
+		out.Run = r.meta
+		return out, ErrInterrupted
+	case *DivergenceError:
+		return r.end(out, journal.StatusDiverged, nil, &journal.RunError{Kind: "divergence", Message: f.Error(), Pos: f.GotPos}, "")
+	case *LimitError:
+		return r.end(out, journal.StatusFailed, nil, &journal.RunError{Kind: "limit", Message: f.Error(), Pos: f.Pos, Backtrace: backtrace(err)}, "")
+	case *storeFailure:
+		return nil, f
+	case *journal.CorruptError:
+		return nil, f
+	case nil:
+	default:
+		return nil, r.fatal
+	}
+	if err != nil {
+		rerr := &journal.RunError{Kind: "script", Message: err.Error()}
+		var ee *starlark.EvalError
+		if errors.As(err, &ee) {
+			rerr.Message = ee.Msg
+			rerr.Backtrace = ee.Backtrace()
+			for i := len(ee.CallStack) - 1; i >= 0; i-- {
+				if p := ee.CallStack[i].Pos; p.IsValid() && p.Filename() != "<builtin>" {
+					rerr.Pos = p.String()
+					break
+				}
+			}
+		}
+		var ce *CallError
+		if errors.As(err, &ce) {
+			rerr.Kind = ce.Kind
+		}
+		return r.end(out, journal.StatusFailed, nil, rerr, "")
+	}
+	if r.consumedCompleted < r.recordedCompleted {
+		// The script finished without making calls the journal holds.
+		return r.end(out, journal.StatusDiverged, nil, r.removedCall(), "")
+	}
+	res, jerr := value.ToJSON(result)
+	if jerr != nil {
+		return r.end(out, journal.StatusFailed, nil, &journal.RunError{Kind: "result", Message: "main returned a value that is not JSON: " + jerr.Error()}, "")
+	}
+	return r.end(out, journal.StatusCompleted, res, nil, "")
+}
+
+func (r *run) removedCall() *journal.RunError {
+	// The first recorded call the script did not consume, in step order.
+	best, bestN := "", -1
+	for step, rc := range r.index {
+		if rc.completed == nil {
+			continue
+		}
+		n, err := strconv.Atoi(step)
+		if err != nil {
+			continue
+		}
+		if n > r.main.n && (bestN < 0 || n < bestN) {
+			best, bestN = step, n
+		}
+	}
+	de := &DivergenceError{RunID: r.id, Step: best, Reason: "call removed"}
+	if rc := r.index[best]; rc != nil {
+		de.Recorded = describeCall(rc.started.Builtin, rc.started.Args)
+		de.RecordedPos = rc.started.Pos
+	}
+	return &journal.RunError{Kind: "divergence", Message: de.Error(), Pos: de.RecordedPos}
+}
+
+func backtrace(err error) string {
+	var ee *starlark.EvalError
+	if errors.As(err, &ee) {
+		return ee.Backtrace()
+	}
+	return ""
+}
+
+// end writes the run's final record.
+func (r *run) end(out *Outcome, status journal.Status, result json.RawMessage, rerr *journal.RunError, by string) (*Outcome, error) {
+	r.add(journal.TypeRunFinished, journal.RunFinished{Status: status, Result: result, Error: rerr, CancelledBy: by})
+	now := r.rt.now().UTC()
+	r.meta.Status = status
+	r.meta.Result = result
+	r.meta.Error = rerr
+	r.meta.Waiting = nil
+	r.meta.FinishedAt = &now
+	if err := r.flush(true, true); err != nil {
+		return nil, err
+	}
+	out.Status, out.Result, out.Error, out.Run = status, result, rerr, r.meta
+	return out, nil
+}
+
+// Exported helpers for builtins that are not journaled calls.
+
+// EmitLog writes a script log line (the log() builtin): suppressed while the
+// run replays, journaled as a log record otherwise.
+func EmitLog(thread *starlark.Thread, level zerolog.Level, msg string, fields *starlark.Dict) error {
+	r, _ := thread.Local(runKey).(*run)
+	if r == nil {
+		return fmt.Errorf("log can only be called inside a starflow run")
+	}
+	return r.emitLog(thread, level, msg, fields)
+}
+
+// Recoverable reports whether err, raised inside a run, may be handled by
+// the script (attempt()). Suspension, cancellation, interruption,
+// divergence, exceeded limits and journal failures may not: they end the
+// execution whatever the script does.
+func Recoverable(thread *starlark.Thread, err error) bool {
+	r, _ := thread.Local(runKey).(*run)
+	if r == nil {
+		return true
+	}
+	return r.fatal == nil && r.cancelRequested() == "" && r.ctx.Err() == nil
+}
+
+// ErrorKind returns the class of an error a script caught: the builtin's
+// error kind for journaled call failures, "script" otherwise.
+func ErrorKind(err error) string {
+	var ce *CallError
+	if errors.As(err, &ce) {
+		return ce.Kind
+	}
+	return "script"
+}
+
+// ErrorMessage returns the message of an error a script caught, without the
+// interpreter's backtrace.
+func ErrorMessage(err error) string {
+	var ee *starlark.EvalError
+	if errors.As(err, &ee) {
+		var ce *CallError
+		if errors.As(err, &ce) {
+			return ce.Error()
+		}
+		return ee.Msg
+	}
+	return err.Error()
+}

@@ -1,0 +1,558 @@
+package runtime
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/oklog/ulid/v2"
+	"github.com/rs/zerolog"
+	starlarkjson "go.starlark.net/lib/json"
+	starlarkmath "go.starlark.net/lib/math"
+	starlarktime "go.starlark.net/lib/time"
+	"go.starlark.net/starlark"
+	"go.starlark.net/starlarkstruct"
+
+	"github.com/starflow/starflow/internal/value"
+	"github.com/starflow/starflow/journal"
+)
+
+// Options configure a Runtime. The zero value works: no builtins beyond
+// the language's own, sync durability, default limits.
+type Options struct {
+	// Builtins are the journaled builtins scripts may call (package
+	// builtins provides the standard set).
+	Builtins []*Builtin
+
+	// Globals are extra predeclared values that are deterministic and need
+	// no journal: constants, pure helper functions, modules. They must not
+	// perform I/O or read clocks or randomness.
+	Globals starlark.StringDict
+
+	// Logger receives one event per builtin call and the scripts' log()
+	// and print() output. Default: discard.
+	Logger zerolog.Logger
+
+	// MaxSteps bounds the Starlark computation steps of one execution of a
+	// run (default 100,000,000). MaxCalls bounds its builtin calls (default
+	// 100,000). A run started with its own limits keeps them.
+	MaxSteps uint64
+	MaxCalls int
+
+	// MaxInlineWait is the longest wait (a sleep, a retry backoff) a run
+	// spends in-process; longer waits suspend the run (status waiting),
+	// holding no goroutine. Default 1 minute; negative suspends always.
+	MaxInlineWait time.Duration
+
+	// Durability is the default for runs started without one (default sync).
+	Durability journal.Durability
+
+	// Clock returns the current time (default time.Now). Tests use it to
+	// control now() and sleep().
+	Clock func() time.Time
+
+	// Secrets resolves secret("NAME") references when a builtin uses them
+	// (default: environment variables).
+	Secrets func(name string) (string, error)
+}
+
+// Runtime executes and replays runs against a journal.Store. It is safe for
+// concurrent use; each run executes on the goroutine that calls Start or
+// Resume.
+type Runtime struct {
+	store       journal.Store
+	opts        Options
+	builtins    map[string]*Builtin
+	predeclared starlark.StringDict
+	log         zerolog.Logger
+
+	mu     sync.Mutex
+	active map[string]*run
+
+	progMu sync.Mutex
+	progs  map[string]*compiled // compile cache by blob hash + dialect
+}
+
+// Default limits.
+const (
+	DefaultMaxSteps      = 100_000_000
+	DefaultMaxCalls      = 100_000
+	DefaultMaxInlineWait = time.Minute
+)
+
+// New returns a Runtime over store.
+func New(store journal.Store, opts Options) (*Runtime, error) {
+	if opts.MaxSteps == 0 {
+		opts.MaxSteps = DefaultMaxSteps
+	}
+	if opts.MaxCalls == 0 {
+		opts.MaxCalls = DefaultMaxCalls
+	}
+	if opts.MaxInlineWait == 0 {
+		opts.MaxInlineWait = DefaultMaxInlineWait
+	}
+	if opts.Durability == "" {
+		opts.Durability = journal.DurabilitySync
+	}
+	if _, err := journal.ParseDurability(string(opts.Durability)); err != nil {
+		return nil, err
+	}
+	if opts.Clock == nil {
+		opts.Clock = time.Now
+	}
+	if opts.Secrets == nil {
+		opts.Secrets = EnvSecrets
+	}
+	rt := &Runtime{
+		store:    store,
+		opts:     opts,
+		builtins: make(map[string]*Builtin),
+		log:      opts.Logger,
+		active:   make(map[string]*run),
+		progs:    make(map[string]*compiled),
+	}
+	if err := rt.buildPredeclared(); err != nil {
+		return nil, err
+	}
+	return rt, nil
+}
+
+// Store returns the runtime's store.
+func (rt *Runtime) Store() journal.Store { return rt.store }
+
+func (rt *Runtime) now() time.Time { return rt.opts.Clock() }
+
+// Builtins returns the journaled builtins, sorted by name.
+func (rt *Runtime) Builtins() []*Builtin {
+	out := make([]*Builtin, 0, len(rt.builtins))
+	for _, b := range rt.builtins {
+		out = append(out, b)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// standardGlobals are the deterministic modules every script sees.
+func standardGlobals() starlark.StringDict {
+	tm := &starlarkstruct.Module{Name: "time", Members: starlark.StringDict{}}
+	for k, v := range starlarktime.Module.Members {
+		if k != "now" { // the clock is the journaled now() builtin
+			tm.Members[k] = v
+		}
+	}
+	return starlark.StringDict{
+		"json":   starlarkjson.Module,
+		"math":   starlarkmath.Module,
+		"time":   tm,
+		"struct": starlark.NewBuiltin("struct", starlarkstruct.Make),
+	}
+}
+
+func (rt *Runtime) buildPredeclared() error {
+	pre := standardGlobals()
+	for k, v := range rt.opts.Globals {
+		pre[k] = v
+	}
+	modules := map[string]*starlarkstruct.Module{}
+	for _, b := range rt.opts.Builtins {
+		if b == nil || b.Name == "" || b.Fn == nil {
+			return fmt.Errorf("runtime: a builtin needs a Name and an Fn")
+		}
+		if _, dup := rt.builtins[b.Name]; dup {
+			return fmt.Errorf("runtime: builtin %s registered twice", b.Name)
+		}
+		if b.Retry != nil {
+			if err := b.Retry.Validate(); err != nil {
+				return fmt.Errorf("runtime: builtin %s: %w", b.Name, err)
+			}
+		}
+		rt.builtins[b.Name] = b
+		fn := rt.wrap(b)
+		mod, member, dotted := strings.Cut(b.Name, ".")
+		if !dotted {
+			if _, clash := rt.opts.Globals[b.Name]; clash {
+				return fmt.Errorf("runtime: builtin %s clashes with a global of the same name", b.Name)
+			}
+			pre[b.Name] = fn
+			continue
+		}
+		if strings.Contains(member, ".") {
+			return fmt.Errorf("runtime: builtin name %s has more than one dot", b.Name)
+		}
+		m := modules[mod]
+		if m == nil {
+			if existing, ok := pre[mod]; ok {
+				em, isMod := existing.(*starlarkstruct.Module)
+				if !isMod {
+					return fmt.Errorf("runtime: builtin %s: %s is already a global that is not a module", b.Name, mod)
+				}
+				m = &starlarkstruct.Module{Name: mod, Members: starlark.StringDict{}}
+				for k, v := range em.Members {
+					m.Members[k] = v
+				}
+			} else {
+				m = &starlarkstruct.Module{Name: mod, Members: starlark.StringDict{}}
+			}
+			modules[mod] = m
+			pre[mod] = m
+		}
+		m.Members[member] = fn
+	}
+	pre.Freeze()
+	rt.predeclared = pre
+	return nil
+}
+
+// wrap makes the Starlark function that routes a script's call through the
+// journaled call boundary.
+func (rt *Runtime) wrap(b *Builtin) *starlark.Builtin {
+	return starlark.NewBuiltin(b.Name, func(thread *starlark.Thread, _ *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+		r, _ := thread.Local(runKey).(*run)
+		if r == nil {
+			return nil, fmt.Errorf("%s can only be called inside a starflow run", b.Name)
+		}
+		return r.call(thread, b, args, kwargs)
+	})
+}
+
+// StartRequest describes a new run.
+type StartRequest struct {
+	// ID names the run; empty generates a time-sortable ID. Starting an ID
+	// that exists never repeats completed work: it returns the recorded
+	// outcome, or continues the run if it is unfinished.
+	ID string
+
+	// Script is the entry file's path. Its load() statements are resolved
+	// relative to it, from Sources if set, else from disk.
+	Script string
+
+	// Sources, if set, holds the script files by path (Script and every
+	// file it loads) instead of reading them from disk.
+	Sources map[string][]byte
+
+	// Input is the JSON passed to main(input); empty means null.
+	Input json.RawMessage
+
+	Durability journal.Durability // "" means the runtime default
+	Limits     journal.Limits     // zero fields mean the runtime defaults
+	Dialect    journal.Dialect    // Starlark options: while loops, recursion
+}
+
+// Outcome is where a run stands after Start or Resume returns.
+type Outcome struct {
+	ID      string
+	Status  journal.Status
+	Result  json.RawMessage    // when completed
+	Error   *journal.RunError  // when failed, diverged or cancelled
+	Waiting *journal.Waiting   // when waiting
+	Run     *journal.Run       // the run's metadata after this execution
+	Existed bool               // Start found the run already there
+	Notes   []string           // warnings for the caller (e.g. script changed since start)
+	Stats   ExecStats
+}
+
+// ExecStats counts what one execution did.
+type ExecStats struct {
+	Replayed int // calls answered from the journal
+	Executed int // calls executed live
+}
+
+// Errors returned by Start and Resume.
+var (
+	// ErrInvalid wraps every problem with the request itself: missing or
+	// unparsable script, bad input JSON, unknown run.
+	ErrInvalid = errors.New("invalid request")
+	// ErrInterrupted is returned when the context was cancelled before the
+	// run finished or suspended; the run is left resumable.
+	ErrInterrupted = errors.New("run interrupted")
+	// ErrBusy is returned when the run is already executing in this runtime.
+	ErrBusy = errors.New("run is already executing")
+)
+
+// InvalidError is a bad request, with the script position when the
+// problem is in the script.
+type InvalidError struct {
+	Pos string // file:line:col, if the problem is in a script
+	Msg string
+}
+
+func (e *InvalidError) Error() string {
+	if e.Pos != "" {
+		return e.Pos + ": " + e.Msg
+	}
+	return e.Msg
+}
+
+// Unwrap makes errors.Is(err, ErrInvalid) true.
+func (e *InvalidError) Unwrap() error { return ErrInvalid }
+
+func invalidf(format string, args ...any) error {
+	return &InvalidError{Msg: fmt.Sprintf(format, args...)}
+}
+
+// NewID returns a new time-sortable run ID (a ULID).
+func NewID() string { return ulid.Make().String() }
+
+// Start starts a run, or picks up an existing run with the same ID.
+func (rt *Runtime) Start(ctx context.Context, req StartRequest) (*Outcome, error) {
+	if req.Script != "" {
+		req.Script = ScriptName(req.Script)
+	}
+	if req.ID == "" {
+		req.ID = NewID()
+	} else if err := journal.ValidateID(req.ID); err != nil {
+		return nil, &InvalidError{Msg: err.Error()}
+	}
+	durability := req.Durability
+	if durability == "" {
+		durability = rt.opts.Durability
+	}
+	if _, err := journal.ParseDurability(string(durability)); err != nil {
+		return nil, &InvalidError{Msg: err.Error()}
+	}
+	input := req.Input
+	if len(strings.TrimSpace(string(input))) == 0 {
+		input = json.RawMessage("null")
+	}
+	if _, err := value.FromJSON(input); err != nil {
+		return nil, &InvalidError{Msg: "input is not valid JSON: " + err.Error()}
+	}
+	canonInput, err := compactJSON(input)
+	if err != nil {
+		return nil, &InvalidError{Msg: "input is not valid JSON: " + err.Error()}
+	}
+
+	// A run that exists is never started twice.
+	if existing, err := rt.store.Run(ctx, req.ID); err == nil {
+		return rt.startExisting(ctx, existing, req, canonInput)
+	} else if !errors.Is(err, journal.ErrNotFound) {
+		return nil, err
+	}
+
+	files, err := rt.readScripts(req)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := rt.compileAll(req.Script, files, req.Dialect); err != nil {
+		return nil, err
+	}
+	manifest := journal.Manifest{Entry: req.Script, Files: map[string]string{}}
+	for name, src := range files {
+		h, err := rt.store.PutBlob(ctx, src)
+		if err != nil {
+			return nil, err
+		}
+		manifest.Files[name] = h
+	}
+	limits := req.Limits
+	if limits.MaxSteps == 0 {
+		limits.MaxSteps = rt.opts.MaxSteps
+	}
+	if limits.MaxCalls == 0 {
+		limits.MaxCalls = rt.opts.MaxCalls
+	}
+	now := rt.now().UTC()
+	started := journal.RunStarted{Script: manifest, Input: canonInput, Durability: durability, Limits: limits, Dialect: req.Dialect}
+	rec, err := journal.NewRecord(1, journal.TypeRunStarted, now, started)
+	if err != nil {
+		return nil, err
+	}
+	meta := &journal.Run{
+		ID:         req.ID,
+		Status:     journal.StatusRunning,
+		Script:     req.Script,
+		ScriptHash: manifestHash(manifest),
+		Durability: durability,
+		CreatedAt:  now,
+		UpdatedAt:  now,
+	}
+	if err := rt.store.Create(ctx, meta, []journal.Record{rec}); err != nil {
+		if errors.Is(err, journal.ErrRunExists) {
+			// Lost a race with another Start of the same ID.
+			existing, gerr := rt.store.Run(ctx, req.ID)
+			if gerr != nil {
+				return nil, gerr
+			}
+			return rt.startExisting(ctx, existing, req, canonInput)
+		}
+		return nil, err
+	}
+	return rt.execute(ctx, req.ID, false)
+}
+
+func (rt *Runtime) startExisting(ctx context.Context, existing *journal.Run, req StartRequest, input json.RawMessage) (*Outcome, error) {
+	var notes []string
+	recs, err := rt.store.Records(ctx, existing.ID, 1)
+	if err != nil {
+		return nil, err
+	}
+	if len(recs) > 0 {
+		var st journal.RunStarted
+		if err := recs[0].Decode(&st); err == nil {
+			if files, ferr := rt.readScripts(req); ferr == nil {
+				m := journal.Manifest{Entry: req.Script, Files: map[string]string{}}
+				for name, src := range files {
+					m.Files[name] = blobHash(src)
+				}
+				if manifestHash(m) != existing.ScriptHash {
+					notes = append(notes, fmt.Sprintf("run %s already exists and was started with different code than %s has now; it keeps the code it started with", existing.ID, req.Script))
+				}
+			}
+			if string(st.Input) != string(input) {
+				notes = append(notes, fmt.Sprintf("run %s already exists with a different input; the input it started with is kept", existing.ID))
+			}
+		}
+	}
+	out, err := rt.Resume(ctx, existing.ID)
+	if out != nil {
+		out.Existed = true
+		out.Notes = append(notes, out.Notes...)
+	}
+	return out, err
+}
+
+// Resume continues a run: it replays the journal and goes on live from where
+// the run stopped. On a finished run it returns the recorded outcome and
+// executes nothing.
+func (rt *Runtime) Resume(ctx context.Context, id string) (*Outcome, error) {
+	meta, err := rt.store.Run(ctx, id)
+	if errors.Is(err, journal.ErrNotFound) {
+		return nil, &InvalidError{Msg: fmt.Sprintf("no run with id %s in this store", id)}
+	}
+	if err != nil {
+		return nil, err
+	}
+	if meta.Status.Final() {
+		return outcomeOf(meta), nil
+	}
+	return rt.execute(ctx, id, true)
+}
+
+func outcomeOf(meta *journal.Run) *Outcome {
+	return &Outcome{ID: meta.ID, Status: meta.Status, Result: meta.Result, Error: meta.Error, Waiting: meta.Waiting, Run: meta}
+}
+
+// Cancel stops a run. A run executing in this runtime stops at its next
+// builtin boundary (an in-flight call's context is cancelled); a waiting or
+// interrupted run is cancelled at once. by names who asked (recorded in the
+// journal).
+func (rt *Runtime) Cancel(ctx context.Context, id, by string) (*Outcome, error) {
+	rt.mu.Lock()
+	r := rt.active[id]
+	rt.mu.Unlock()
+	if r != nil {
+		r.requestCancel(by)
+		select {
+		case <-r.finished:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		meta, err := rt.store.Run(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		return outcomeOf(meta), nil
+	}
+	meta, err := rt.store.Run(ctx, id)
+	if errors.Is(err, journal.ErrNotFound) {
+		return nil, &InvalidError{Msg: fmt.Sprintf("no run with id %s in this store", id)}
+	}
+	if err != nil {
+		return nil, err
+	}
+	if meta.Status.Final() {
+		return outcomeOf(meta), &InvalidError{Msg: fmt.Sprintf("run %s is already %s", id, meta.Status)}
+	}
+	// Claim the run so it cannot start executing while we cancel it.
+	claim, err := rt.claim(id)
+	if err != nil {
+		return nil, err
+	}
+	defer rt.release(id, claim)
+	recs, err := rt.store.Records(ctx, id, 1)
+	if err != nil {
+		return nil, err
+	}
+	now := rt.now().UTC()
+	rerr := &journal.RunError{Kind: "cancelled", Message: "cancelled by " + by}
+	rec, err := journal.NewRecord(uint64(len(recs))+1, journal.TypeRunFinished, now, journal.RunFinished{Status: journal.StatusCancelled, Error: rerr, CancelledBy: by})
+	if err != nil {
+		return nil, err
+	}
+	meta.Status = journal.StatusCancelled
+	meta.Error = rerr
+	meta.Waiting = nil
+	meta.UpdatedAt = now
+	meta.FinishedAt = &now
+	if err := rt.store.Append(ctx, id, []journal.Record{rec}, meta, true); err != nil {
+		return nil, err
+	}
+	return outcomeOf(meta), nil
+}
+
+// Wake makes a run that is waiting in-process (a short sleep, a backoff)
+// re-check its wait now. It reports whether such a run was found.
+func (rt *Runtime) Wake(id string) bool {
+	rt.mu.Lock()
+	r := rt.active[id]
+	rt.mu.Unlock()
+	if r == nil {
+		return false
+	}
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+// Active returns the IDs of runs executing in this runtime now.
+func (rt *Runtime) Active() []string {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	ids := make([]string, 0, len(rt.active))
+	for id := range rt.active {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	return ids
+}
+
+func (rt *Runtime) claim(id string) (*run, error) {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	if _, busy := rt.active[id]; busy {
+		return nil, fmt.Errorf("run %s: %w in this process", id, ErrBusy)
+	}
+	r := &run{rt: rt, id: id, finished: make(chan struct{}), wake: make(chan struct{}, 1)}
+	rt.active[id] = r
+	return r, nil
+}
+
+func (rt *Runtime) release(id string, r *run) {
+	rt.mu.Lock()
+	if rt.active[id] == r {
+		delete(rt.active, id)
+	}
+	rt.mu.Unlock()
+	close(r.finished)
+}
+
+func compactJSON(b json.RawMessage) (json.RawMessage, error) {
+	v, err := value.FromJSON(b)
+	if err != nil {
+		return nil, err
+	}
+	return value.ToJSON(v)
+}
+
+func hostname() string {
+	h, _ := os.Hostname()
+	return h
+}
