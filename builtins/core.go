@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"regexp"
 	"strings"
 	gotime "time"
 
@@ -22,12 +23,31 @@ func Standard() []*runtime.Builtin {
 	return []*runtime.Builtin{Now(), UUID(), Random(), Sleep()}
 }
 
-// Globals returns the standard deterministic helpers: log and attempt.
+// Globals returns the standard deterministic helpers: log, attempt and
+// secret.
 func Globals() starlark.StringDict {
 	return starlark.StringDict{
 		"log":     starlark.NewBuiltin("log", logFn),
 		"attempt": starlark.NewBuiltin("attempt", attemptFn),
+		"secret":  starlark.NewBuiltin("secret", secretFn),
 	}
+}
+
+var secretName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,127}$`)
+
+// secret("NAME") returns an opaque reference to a secret. Builtins that
+// accept secrets (http headers, params and bodies; llm credentials) resolve
+// it at the moment of use; the journal, logs and errors only ever hold the
+// name. It prints as <secret NAME> and refuses to be concatenated.
+func secretFn(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	var name string
+	if err := starlark.UnpackPositionalArgs("secret", args, kwargs, 1, &name); err != nil {
+		return nil, err
+	}
+	if !secretName.MatchString(name) {
+		return nil, fmt.Errorf("secret: %q is not a valid secret name (letters, digits and _, not starting with a digit)", name)
+	}
+	return runtime.Secret{Name: name}, nil
 }
 
 // Now is now(): the current time as a time.time value, journaled so that

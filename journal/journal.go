@@ -166,3 +166,16 @@ func ValidateID(id string) error {
 	}
 	return nil
 }
+
+// KV is optional scratch storage beside the journals, for state that is not
+// part of any run's history and is never replayed: response caches, for
+// example. A Store may implement it; keys are namespaced by the caller
+// ("llm/cache/<digest>").
+type KV interface {
+	// GetKV returns the value under key; ok is false if it is absent or
+	// expired.
+	GetKV(ctx context.Context, key string) (val []byte, ok bool, err error)
+	// PutKV stores val under key; a positive ttl makes it expire. PutKV is
+	// not synced: a crash may lose recent puts.
+	PutKV(ctx context.Context, key string, val []byte, ttl time.Duration) error
+}

@@ -91,7 +91,16 @@ type Call struct {
 	Log zerolog.Logger
 
 	rt     *Runtime
+	run    *run
 	detail json.RawMessage
+}
+
+// RunValue returns a run-scoped setting stored with SetRunValue, or nil.
+func (c *Call) RunValue(key string) any {
+	if c.run == nil {
+		return nil
+	}
+	return c.run.values[key]
 }
 
 // Now returns the runtime clock's current time.

@@ -59,6 +59,8 @@ type run struct {
 
 	cancelMu sync.Mutex
 	cancelBy string
+
+	values map[string]any // run-scoped settings (SetRunValue)
 }
 
 type moduleEntry struct {
@@ -517,6 +519,7 @@ func (r *run) live(b *Builtin, step, pos string, args starlark.Tuple, kwargs []s
 		Args: args, Kwargs: kwargs, Wait: rec.waiting,
 		Log: r.log.With().Str("step", step).Logger(),
 		rt:  r.rt,
+		run: r,
 	}
 	start := r.rt.now()
 	var attempts []journal.Attempt
@@ -857,4 +860,29 @@ func ErrorMessage(err error) string {
 		return ee.Msg
 	}
 	return err.Error()
+}
+
+// SetRunValue stores a run-scoped setting, for example a script-wide default
+// that a module's configuration function sets and its builtins read with
+// Call.RunValue. Settings live for one execution: scripts set them again as
+// they replay, so they need no journal.
+func SetRunValue(thread *starlark.Thread, key string, v any) error {
+	r, _ := thread.Local(runKey).(*run)
+	if r == nil {
+		return fmt.Errorf("can only be called inside a starflow run")
+	}
+	if r.values == nil {
+		r.values = map[string]any{}
+	}
+	r.values[key] = v
+	return nil
+}
+
+// RunValueOf returns a run-scoped setting stored with SetRunValue, or nil.
+func RunValueOf(thread *starlark.Thread, key string) any {
+	r, _ := thread.Local(runKey).(*run)
+	if r == nil {
+		return nil
+	}
+	return r.values[key]
 }

@@ -248,12 +248,12 @@ type StartRequest struct {
 type Outcome struct {
 	ID      string
 	Status  journal.Status
-	Result  json.RawMessage    // when completed
-	Error   *journal.RunError  // when failed, diverged or cancelled
-	Waiting *journal.Waiting   // when waiting
-	Run     *journal.Run       // the run's metadata after this execution
-	Existed bool               // Start found the run already there
-	Notes   []string           // warnings for the caller (e.g. script changed since start)
+	Result  json.RawMessage   // when completed
+	Error   *journal.RunError // when failed, diverged or cancelled
+	Waiting *journal.Waiting  // when waiting
+	Run     *journal.Run      // the run's metadata after this execution
+	Existed bool              // Start found the run already there
+	Notes   []string          // warnings for the caller (e.g. script changed since start)
 	Stats   ExecStats
 }
 

@@ -678,3 +678,44 @@ func (b badgerLogger) Warningf(f string, a ...any) {
 }
 func (badgerLogger) Infof(string, ...any)  {}
 func (badgerLogger) Debugf(string, ...any) {}
+
+var _ journal.KV = (*Store)(nil)
+
+func kvKey(key string) []byte { return []byte("k/" + key) }
+
+// GetKV implements journal.KV.
+func (s *Store) GetKV(ctx context.Context, key string) ([]byte, bool, error) {
+	var out []byte
+	err := s.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(kvKey(key))
+		if err != nil {
+			return err
+		}
+		out, err = item.ValueCopy(nil)
+		return err
+	})
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("read %s: %w", key, err)
+	}
+	return out, true, nil
+}
+
+// PutKV implements journal.KV.
+func (s *Store) PutKV(ctx context.Context, key string, val []byte, ttl time.Duration) error {
+	s.closeMu.RLock()
+	defer s.closeMu.RUnlock()
+	if s.closed {
+		return journal.ErrClosed
+	}
+	e := badger.NewEntry(kvKey(key), append([]byte(nil), val...))
+	if ttl > 0 {
+		e = e.WithTTL(ttl)
+	}
+	if err := s.db.Update(func(txn *badger.Txn) error { return txn.SetEntry(e) }); err != nil {
+		return fmt.Errorf("write %s: %w", key, err)
+	}
+	return nil
+}

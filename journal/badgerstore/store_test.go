@@ -130,3 +130,36 @@ func TestCloseRemovesOwnerAndIsIdempotent(t *testing.T) {
 		t.Fatalf("append after close err = %v", err)
 	}
 }
+
+func TestKV(t *testing.T) {
+	s, err := Open(t.TempDir(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	if _, ok, err := s.GetKV(ctx, "llm/cache/x"); ok || err != nil {
+		t.Fatalf("missing key: %v %v", ok, err)
+	}
+	if err := s.PutKV(ctx, "llm/cache/x", []byte("answer"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutKV(ctx, "llm/cache/short", []byte("gone soon"), time.Second); err != nil {
+		t.Fatal(err)
+	}
+	v, ok, err := s.GetKV(ctx, "llm/cache/x")
+	if !ok || err != nil || string(v) != "answer" {
+		t.Fatalf("GetKV = %q %v %v", v, ok, err)
+	}
+	if _, ok, _ := s.GetKV(ctx, "llm/cache/short"); !ok {
+		t.Fatal("ttl entry missing before expiry")
+	}
+	time.Sleep(1100 * time.Millisecond)
+	if _, ok, _ := s.GetKV(ctx, "llm/cache/short"); ok {
+		t.Fatal("ttl entry still there after expiry")
+	}
+	// KV keys never show up as runs.
+	if runs, _ := s.List(ctx, journal.Filter{}); len(runs) != 0 {
+		t.Fatalf("runs: %v", runs)
+	}
+}
