@@ -23,13 +23,14 @@ func Standard() []*runtime.Builtin {
 	return []*runtime.Builtin{Now(), UUID(), Random(), Sleep()}
 }
 
-// Globals returns the standard deterministic helpers: log, attempt and
-// secret.
+// Globals returns the standard deterministic helpers: log, attempt, secret
+// and retry_policy.
 func Globals() starlark.StringDict {
 	return starlark.StringDict{
-		"log":     starlark.NewBuiltin("log", logFn),
-		"attempt": starlark.NewBuiltin("attempt", attemptFn),
-		"secret":  starlark.NewBuiltin("secret", secretFn),
+		"log":          starlark.NewBuiltin("log", logFn),
+		"attempt":      starlark.NewBuiltin("attempt", attemptFn),
+		"secret":       starlark.NewBuiltin("secret", secretFn),
+		"retry_policy": starlark.NewBuiltin("retry_policy", retryPolicyFn),
 	}
 }
 
