@@ -217,6 +217,11 @@ func (rt *Runtime) execute(ctx context.Context, id string, resumed bool) (*Outco
 		}
 	}
 
+	if resumed {
+		r.log.Info().Str("script", r.started.Script.Entry).Int("journaled_calls", r.recordedCompleted).Msg("run resumed")
+	} else {
+		r.log.Info().Str("script", r.started.Script.Entry).Msg("run started")
+	}
 	result, err := r.runMain()
 	return r.finish(result, err)
 }
@@ -615,9 +620,10 @@ func (r *run) suspend(c *Call, b *Builtin, s *Suspend, pos string) (bool, error)
 	}
 	if c.Wait == nil || !sameWait(c.Wait, &w) {
 		r.add(journal.TypeCallWaiting, w)
-		// The wait (a wake-up time, a question) must survive a crash in
-		// every durability mode, or a resumed run would wait anew.
-		if err := r.flush(true, false); err != nil {
+		// The wait (a wake-up time, a question) is made as durable as a
+		// call result, so a resumed run does not wait anew. (In exit mode
+		// it is written with everything else when the run suspends.)
+		if err := r.flushCall(); err != nil {
 			return false, r.setFatal(err)
 		}
 		c.Wait = &w

@@ -1,0 +1,276 @@
+// Command starflow runs durable Starlark workflows.
+//
+//	starflow run SCRIPT [--input JSON|@file] [--id ID] [--durability MODE] [--db DIR]
+//	starflow resume ID
+//	starflow show ID [--json]
+//	starflow history ID [--json]
+//	starflow list [--status S] [--json]
+//	starflow cancel ID
+//
+// Each command is in its own file; exit codes are documented in
+// spec/cli.md and in exitcodes.go.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"sort"
+	"strings"
+	"syscall"
+
+	"github.com/rs/zerolog"
+	"go.starlark.net/starlark"
+
+	"github.com/starflow/starflow/builtins"
+	"github.com/starflow/starflow/journal"
+	"github.com/starflow/starflow/journal/badgerstore"
+	"github.com/starflow/starflow/runtime"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(NewMain().Run(ctx, os.Args[1:]))
+}
+
+// Main is the starflow command. Host programs can build their own binary
+// with extra builtins by filling Builtins and Globals and calling Run.
+type Main struct {
+	Stdin  io.Reader
+	Stdout io.Writer
+	Stderr io.Writer
+	Getenv func(string) string
+
+	// Builtins and Globals are added to the standard set.
+	Builtins []*runtime.Builtin
+	Globals  starlark.StringDict
+}
+
+// NewMain returns a Main wired to the process's standard streams.
+func NewMain() *Main {
+	return &Main{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, Getenv: os.Getenv}
+}
+
+// command is one subcommand.
+type command struct {
+	name    string
+	summary string
+	run     func(m *Main, ctx context.Context, args []string) int
+}
+
+var commands = map[string]command{}
+
+func register(c command) { commands[c.name] = c }
+
+// Run executes the command line and returns the process exit code.
+func (m *Main) Run(ctx context.Context, args []string) int {
+	if len(args) == 0 {
+		m.usage(m.Stderr)
+		return ExitUsage
+	}
+	name := args[0]
+	switch name {
+	case "-h", "--help", "-help", "help":
+		if len(args) > 1 {
+			if c, ok := commands[args[1]]; ok {
+				return c.run(m, ctx, []string{"--help"})
+			}
+		}
+		m.usage(m.Stdout)
+		return ExitOK
+	case "version", "--version":
+		fmt.Fprintln(m.Stdout, "starflow", Version)
+		return ExitOK
+	}
+	c, ok := commands[name]
+	if !ok {
+		fmt.Fprintf(m.Stderr, "starflow: unknown command %q\n\n", name)
+		m.usage(m.Stderr)
+		return ExitUsage
+	}
+	return c.run(m, ctx, args[1:])
+}
+
+// Version is the starflow release.
+const Version = "0.1.0-dev"
+
+func (m *Main) usage(w io.Writer) {
+	fmt.Fprint(w, `starflow runs durable Starlark workflows: a crash, a kill -9 or a deploy
+loses nothing; the next start replays the journal and continues.
+
+Usage:
+  starflow <command> [arguments]
+
+Commands:
+`)
+	names := make([]string, 0, len(commands))
+	for n := range commands {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(w, "  %-9s %s\n", n, commands[n].summary)
+	}
+	fmt.Fprint(w, `
+Run "starflow <command> --help" for a command's flags.
+The store is --db DIR, else $STARFLOW_DB, else ./.starflow.
+Exit codes: 0 completed, 1 failed, 2 bad usage or input, 3 waiting,
+4 cancelled, 5 diverged, 6 store unavailable, 130 interrupted (spec/cli.md).
+`)
+}
+
+// common holds the flags every command takes.
+type common struct {
+	db        string
+	logLevel  string
+	logFormat string
+}
+
+func (c *common) register(fs *flag.FlagSet) {
+	fs.StringVar(&c.db, "db", "", "store directory (default $STARFLOW_DB, else ./.starflow)")
+	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	fs.StringVar(&c.logFormat, "log-format", "auto", "log format: console, json, or auto (console on a terminal)")
+}
+
+func (m *Main) dbDir(c *common) string {
+	if c.db != "" {
+		return c.db
+	}
+	if d := m.Getenv("STARFLOW_DB"); d != "" {
+		return d
+	}
+	return ".starflow"
+}
+
+// newFlagSet returns a flag set whose --help prints the command's usage to
+// stdout and exits 0, and whose errors exit 2.
+func (m *Main) newFlagSet(name, usage string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(m.Stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: starflow %s\n\nFlags:\n", usage)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// parse parses flags that may come before or after positional arguments.
+// It returns the positionals, or an exit code when parsing ended the
+// command (--help, or a bad flag).
+func (m *Main) parse(fs *flag.FlagSet, args []string) ([]string, int, bool) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				fs.SetOutput(m.Stdout)
+				fs.Usage()
+				return nil, ExitOK, false
+			}
+			return nil, ExitUsage, false
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			return pos, 0, true
+		}
+		if rest[0] == "--" {
+			return append(pos, rest[1:]...), 0, true
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
+}
+
+func (m *Main) logger(c *common) (zerolog.Logger, error) {
+	level, err := zerolog.ParseLevel(c.logLevel)
+	if err != nil || c.logLevel == "" {
+		return zerolog.Nop(), fmt.Errorf("invalid --log-level %q (want debug, info, warn or error)", c.logLevel)
+	}
+	var w io.Writer = m.Stderr
+	switch c.logFormat {
+	case "console":
+		w = newConsole(m.Stderr)
+	case "json":
+	case "auto", "":
+		if isTerminal(m.Stderr) {
+			w = newConsole(m.Stderr)
+		}
+	default:
+		return zerolog.Nop(), fmt.Errorf("invalid --log-format %q (want console, json or auto)", c.logFormat)
+	}
+	return zerolog.New(w).Level(level).With().Timestamp().Logger(), nil
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+// env is what a command needs to work on runs.
+type env struct {
+	store *badgerstore.Store
+	rt    *runtime.Runtime
+	log   zerolog.Logger
+}
+
+func (e *env) Close() error { return e.store.Close() }
+
+// open opens the store and builds the runtime. On failure it prints the
+// error and returns the exit code to use.
+func (m *Main) open(c *common, command string, opts runtime.Options) (*env, int) {
+	log, err := m.logger(c)
+	if err != nil {
+		fmt.Fprintln(m.Stderr, "starflow:", err)
+		return nil, ExitUsage
+	}
+	dir := m.dbDir(c)
+	store, err := badgerstore.Open(dir, badgerstore.Options{Logger: log, Command: "starflow " + command})
+	if err != nil {
+		fmt.Fprintln(m.Stderr, "starflow:", err)
+		return nil, ExitStore
+	}
+	opts.Builtins = append(append(builtins.Standard(), opts.Builtins...), m.Builtins...)
+	globals := builtins.Globals()
+	for k, v := range m.Globals {
+		globals[k] = v
+	}
+	opts.Globals = globals
+	opts.Logger = log
+	rt, err := runtime.New(store, opts)
+	if err != nil {
+		store.Close()
+		fmt.Fprintln(m.Stderr, "starflow:", err)
+		return nil, ExitUsage
+	}
+	return &env{store: store, rt: rt, log: log}, 0
+}
+
+// exitForError maps an error from the runtime or the store to an exit code
+// and prints it.
+func (m *Main) exitForError(err error) int {
+	fmt.Fprintln(m.Stderr, "starflow:", err)
+	var le *journal.LockedError
+	switch {
+	case errors.Is(err, runtime.ErrInvalid):
+		return ExitUsage
+	case errors.As(err, &le), errors.Is(err, journal.ErrCorrupt):
+		return ExitStore
+	case errors.Is(err, runtime.ErrBusy):
+		return ExitStore
+	case errors.Is(err, context.Canceled):
+		return ExitInterrupted
+	}
+	return ExitStore
+}
+
+func oneLine(s string) string { return strings.ReplaceAll(s, "\n", " ") }
+
+func errorsIsNotFound(err error) bool { return errors.Is(err, journal.ErrNotFound) }

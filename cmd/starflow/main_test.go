@@ -1,0 +1,94 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/starflow/starflow/runtime"
+)
+
+// bump is the test binary's host builtin with a visible side effect: it
+// appends "<idempotency key> <arg>" to $BUMP_FILE, so tests can count how
+// often each call really ran across kills and resumes.
+func bump() *runtime.Builtin {
+	return runtime.Func("bump", func(ctx context.Context, c *runtime.Call) (any, error) {
+		args, _, err := c.GoArgs()
+		if err != nil {
+			return nil, err
+		}
+		path := os.Getenv("BUMP_FILE")
+		if path == "" {
+			path = "bumps.txt"
+		}
+		f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		if _, err := fmt.Fprintf(f, "%s %v\n", c.Key, args); err != nil {
+			return nil, err
+		}
+		if err := f.Sync(); err != nil {
+			return nil, err
+		}
+		return args, nil
+	})
+}
+
+func testMain() int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	m := NewMain()
+	m.Builtins = []*runtime.Builtin{bump()}
+	return m.Run(ctx, os.Args[1:])
+}
+
+func TestMain(m *testing.M) {
+	testscript.Main(m, map[string]func(){
+		"starflow": func() { os.Exit(testMain()) },
+	})
+}
+
+func TestScripts(t *testing.T) {
+	testscript.Run(t, testscript.Params{
+		Dir: "testdata/script",
+		Setup: func(env *testscript.Env) error {
+			env.Setenv("STARFLOW_DB", filepath.Join(env.WorkDir, ".starflow"))
+			env.Setenv("BUMP_FILE", filepath.Join(env.WorkDir, "bumps.txt"))
+			return nil
+		},
+		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
+			// waitfor FILE REGEXP [SECONDS]: wait until FILE matches.
+			"waitfor": func(ts *testscript.TestScript, neg bool, args []string) {
+				if len(args) < 2 {
+					ts.Fatalf("usage: waitfor FILE REGEXP [SECONDS]")
+				}
+				re := regexp.MustCompile(args[1])
+				limit := 30 * time.Second
+				if len(args) == 3 {
+					s, _ := strconv.Atoi(args[2])
+					limit = time.Duration(s) * time.Second
+				}
+				deadline := time.Now().Add(limit)
+				for time.Now().Before(deadline) {
+					b, _ := os.ReadFile(ts.MkAbs(args[0]))
+					if re.Match(b) {
+						return
+					}
+					time.Sleep(20 * time.Millisecond)
+				}
+				ts.Fatalf("%s did not match %q within %s", args[0], args[1], limit)
+			},
+		},
+	})
+}

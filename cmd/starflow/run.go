@@ -1,0 +1,185 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/starflow/starflow/journal"
+	"github.com/starflow/starflow/runtime"
+)
+
+func init() {
+	register(command{name: "run", summary: "start a workflow (or continue the run with the same --id)", run: (*Main).cmdRun})
+}
+
+// execFlags are the flags shared by commands that execute runs.
+type execFlags struct {
+	common
+	maxInlineWait time.Duration
+}
+
+func (f *execFlags) register(m *Main, name, usage string) *flag.FlagSet {
+	fs := m.newFlagSet(name, usage)
+	f.common.register(fs)
+	fs.DurationVar(&f.maxInlineWait, "max-wait", runtime.DefaultMaxInlineWait, "longest wait (sleep, backoff) spent in this process; longer waits exit with code 3 and resume later")
+	return fs
+}
+
+func (m *Main) cmdRun(ctx context.Context, args []string) int {
+	var (
+		f          execFlags
+		input      string
+		id         string
+		durability string
+		maxSteps   uint64
+		maxCalls   int
+		allowWhile bool
+		allowRec   bool
+	)
+	fs := f.register(m, "run", "run SCRIPT [--input JSON|@file] [--id ID] [--durability sync|async|exit] [--db DIR]")
+	fs.StringVar(&input, "input", "null", "the run's input: JSON, @file to read it from a file, or @- for stdin")
+	fs.StringVar(&id, "id", "", "run ID; starting an ID that exists never repeats completed work (default: a new time-sortable ID)")
+	fs.StringVar(&durability, "durability", "sync", "sync (fsync each call), async (survives a process crash), exit (write when the run ends or waits)")
+	fs.Uint64Var(&maxSteps, "max-steps", runtime.DefaultMaxSteps, "limit on Starlark execution steps per execution")
+	fs.IntVar(&maxCalls, "max-calls", runtime.DefaultMaxCalls, "limit on builtin calls per run")
+	fs.BoolVar(&allowWhile, "allow-while", false, "allow while loops (a documented dialect option; recorded with the run)")
+	fs.BoolVar(&allowRec, "allow-recursion", false, "allow recursive functions (recorded with the run)")
+	pos, code, ok := m.parse(fs, args)
+	if !ok {
+		return code
+	}
+	if len(pos) != 1 {
+		fmt.Fprintln(m.Stderr, "starflow run: want exactly one SCRIPT argument")
+		fs.Usage()
+		return ExitUsage
+	}
+	script := pos[0]
+	dur, err := journal.ParseDurability(durability)
+	if err != nil {
+		fmt.Fprintln(m.Stderr, "starflow run: --durability:", err)
+		return ExitUsage
+	}
+	raw, err := m.readInput(input)
+	if err != nil {
+		fmt.Fprintln(m.Stderr, "starflow run: --input:", err)
+		return ExitUsage
+	}
+	if id != "" {
+		if err := journal.ValidateID(id); err != nil {
+			fmt.Fprintln(m.Stderr, "starflow run: --id:", err)
+			return ExitUsage
+		}
+	} else {
+		id = runtime.NewID()
+	}
+	if _, err := os.Stat(script); err != nil {
+		fmt.Fprintf(m.Stderr, "starflow run: cannot read script %s: %v\n", script, errors.Unwrap(err))
+		return ExitUsage
+	}
+	e, code := m.open(&f.common, "run "+script, runtime.Options{MaxInlineWait: f.maxInlineWait})
+	if e == nil {
+		return code
+	}
+	defer e.Close()
+	out, err := e.rt.Start(ctx, runtime.StartRequest{
+		ID:         id,
+		Script:     script,
+		Input:      raw,
+		Durability: dur,
+		Limits:     journal.Limits{MaxSteps: maxSteps, MaxCalls: maxCalls},
+		Dialect:    journal.Dialect{While: allowWhile, Recursion: allowRec},
+	})
+	return m.report(id, out, err)
+}
+
+// readInput reads --input: inline JSON, @file, or @- for stdin. The JSON
+// itself is validated by the runtime (with the offset of the error).
+func (m *Main) readInput(s string) (json.RawMessage, error) {
+	if rest, ok := strings.CutPrefix(s, "@"); ok {
+		var b []byte
+		var err error
+		if rest == "-" {
+			b, err = io.ReadAll(m.Stdin)
+		} else {
+			b, err = os.ReadFile(rest)
+		}
+		if err != nil {
+			return nil, err
+		}
+		s = string(b)
+	}
+	if strings.TrimSpace(s) == "" {
+		return nil, fmt.Errorf("empty input (pass null for no input)")
+	}
+	var v any
+	if err := json.Unmarshal([]byte(s), &v); err != nil {
+		return nil, fmt.Errorf("invalid JSON: %v", err)
+	}
+	return json.RawMessage(s), nil
+}
+
+// report prints an outcome the way run and resume do, and returns the exit
+// code.
+func (m *Main) report(id string, out *runtime.Outcome, err error) int {
+	if errors.Is(err, runtime.ErrInterrupted) {
+		fmt.Fprintf(m.Stderr, "starflow: interrupted; run %s is saved and continues with: starflow resume %s\n", id, id)
+		return ExitInterrupted
+	}
+	if err != nil {
+		return m.exitForError(err)
+	}
+	for _, n := range out.Notes {
+		fmt.Fprintln(m.Stderr, "starflow: note:", n)
+	}
+	switch out.Status {
+	case journal.StatusCompleted:
+		fmt.Fprintln(m.Stdout, string(out.Result))
+	case journal.StatusFailed:
+		fmt.Fprintf(m.Stderr, "starflow: run %s failed: %s\n", id, out.Error.Error())
+		if out.Error.Backtrace != "" && out.Error.Kind != "limit" {
+			fmt.Fprint(m.Stderr, indent(out.Error.Backtrace))
+		}
+	case journal.StatusWaiting:
+		w := out.Waiting
+		fmt.Fprintf(m.Stderr, "starflow: run %s is waiting", id)
+		if w.Pos != "" {
+			fmt.Fprintf(m.Stderr, " at %s", w.Pos)
+		}
+		fmt.Fprintf(m.Stderr, " in %s: %s\n", w.Builtin, w.Reason)
+		fmt.Fprintln(m.Stderr, waitHint(id, w))
+	case journal.StatusCancelled:
+		fmt.Fprintf(m.Stderr, "starflow: run %s was %s\n", id, out.Error.Message)
+	case journal.StatusDiverged:
+		fmt.Fprintf(m.Stderr, "starflow: %s\n", out.Error.Message)
+		fmt.Fprintln(m.Stderr, "starflow: the run is stopped; its journal is intact (starflow history "+id+")")
+	}
+	return exitForStatus(out.Status)
+}
+
+// waitHint tells the user how a waiting run continues.
+func waitHint(id string, w *journal.Waiting) string {
+	switch {
+	case w.Builtin == "ask_human":
+		return fmt.Sprintf("starflow: answer with: starflow answer %s --value JSON", id)
+	case w.Builtin == "wait_signal":
+		return fmt.Sprintf("starflow: signal with: starflow signal %s NAME --value JSON", id)
+	case w.Until != nil:
+		return fmt.Sprintf("starflow: continue with: starflow resume %s (due %s; resuming earlier waits only for what is left)", id, w.Until.Local().Format("2006-01-02 15:04:05 MST"))
+	}
+	return fmt.Sprintf("starflow: continue with: starflow resume %s", id)
+}
+
+func indent(s string) string {
+	var b strings.Builder
+	for _, l := range strings.Split(strings.TrimRight(s, "\n"), "\n") {
+		b.WriteString("  " + l + "\n")
+	}
+	return b.String()
+}
