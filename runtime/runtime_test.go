@@ -12,6 +12,7 @@ import (
 
 	"go.starlark.net/starlark"
 
+	"github.com/starflow/starflow/internal/runtest"
 	"github.com/starflow/starflow/journal"
 	sfrt "github.com/starflow/starflow/runtime"
 )
@@ -31,32 +32,32 @@ def main(input):
 // the journal, identical, and no side effect repeats.
 func TestReplayReturnsRecordedValues(t *testing.T) {
 	e := newEnv(t)
-	out := e.start("r1", everyBuiltin, `{"name": "ada"}`)
+	out := e.Start("r1", everyBuiltin, `{"name": "ada"}`)
 	if out.Status != journal.StatusWaiting || out.Waiting == nil || out.Waiting.Builtin != "sleep" {
 		t.Fatalf("first execution: %+v", out)
 	}
-	if want := e.clock.Now().Add(2 * time.Hour); !out.Waiting.Until.Equal(want) {
+	if want := e.Clock.Now().Add(2 * time.Hour); !out.Waiting.Until.Equal(want) {
 		t.Fatalf("wake-up %v, want %v", out.Waiting.Until, want)
 	}
-	if e.count.total() != 1 {
-		t.Fatalf("bump ran %d times", e.count.total())
+	if e.Count.Total() != 1 {
+		t.Fatalf("bump ran %d times", e.Count.Total())
 	}
 	// Resume too early: still waiting on the same wake-up time, nothing re-run.
-	e.clock.Advance(time.Hour)
-	out = e.resume("r1")
+	e.Clock.Advance(time.Hour)
+	out = e.Resume("r1")
 	if out.Status != journal.StatusWaiting || out.Stats.Replayed != 5 || out.Stats.Executed != 0 {
 		t.Fatalf("early resume: %+v", out)
 	}
-	if want := e.clock.Now().Add(time.Hour); !out.Waiting.Until.Equal(want) {
+	if want := e.Clock.Now().Add(time.Hour); !out.Waiting.Until.Equal(want) {
 		t.Fatalf("early resume moved the wake-up to %v", out.Waiting.Until)
 	}
-	e.clock.Advance(time.Hour)
-	out = e.resume("r1")
+	e.Clock.Advance(time.Hour)
+	out = e.Resume("r1")
 	if out.Status != journal.StatusCompleted {
 		t.Fatalf("final: %+v %v", out, out.Error)
 	}
-	if e.count.total() != 1 || e.count.keys["r1/5"] != 1 {
-		t.Fatalf("bump ran %d times (%v), want once", e.count.total(), e.count.keys)
+	if e.Count.Total() != 1 || e.Count.Keys["r1/5"] != 1 {
+		t.Fatalf("bump ran %d times (%v), want once", e.Count.Total(), e.Count.Keys)
 	}
 	var res map[string]any
 	json.Unmarshal(out.Result, &res)
@@ -66,7 +67,7 @@ func TestReplayReturnsRecordedValues(t *testing.T) {
 	// The values the script saw are the journaled ones: compare with the
 	// call records.
 	var uuidRec string
-	for _, r := range e.records("r1") {
+	for _, r := range e.Records("r1") {
 		if r.Type == journal.TypeCallCompleted {
 			var cc journal.CallCompleted
 			r.Decode(&cc)
@@ -79,7 +80,7 @@ func TestReplayReturnsRecordedValues(t *testing.T) {
 		t.Fatalf("uuid %v, journal %q", res["u"], uuidRec)
 	}
 	// Resuming a finished run runs nothing and returns the same result.
-	again := e.resume("r1")
+	again := e.Resume("r1")
 	if string(again.Result) != string(out.Result) || again.Stats.Executed+again.Stats.Replayed != 0 {
 		t.Fatalf("resume of completed run: %+v", again)
 	}
@@ -98,9 +99,9 @@ def main(input):
         log("did", i=i)
     return out
 `
-	ref := e.start("ref", src, `null`)
-	mustJSON(t, ref, `[["step",0],["step",1],["step",2],["step",3]]`)
-	recs := e.records("ref")
+	ref := e.Start("ref", src, `null`)
+	runtest.MustResult(t, ref, `[["step",0],["step",1],["step",2],["step",3]]`)
+	recs := e.Records("ref")
 	for n := 1; n < len(recs); n++ {
 		id := fmt.Sprintf("crash%d", n)
 		completed := 0
@@ -109,13 +110,13 @@ def main(input):
 				completed++
 			}
 		}
-		before := e.count.total()
-		e.cloneWithScript("ref", id, n, "")
-		out := e.resume(id)
+		before := e.Count.Total()
+		e.Clone("ref", id, n, "")
+		out := e.Resume(id)
 		if string(out.Result) != string(ref.Result) {
 			t.Fatalf("prefix %d: result %s, want %s", n, out.Result, ref.Result)
 		}
-		if ran := e.count.total() - before; ran != 4-completed {
+		if ran := e.Count.Total() - before; ran != 4-completed {
 			t.Fatalf("prefix %d (%d completed): bump ran %d times, want %d", n, completed, ran, 4-completed)
 		}
 		if out.Stats.Replayed != completed {
@@ -126,23 +127,23 @@ def main(input):
 
 func TestInFlightCallRunsAgainWithSameKey(t *testing.T) {
 	e := newEnv(t)
-	out := e.start("k", `
+	out := e.Start("k", `
 def main(input):
     a = bump("a")
     return bump("b")["n"]
 `, `null`)
-	mustJSON(t, out, `2`)
+	runtest.MustResult(t, out, `2`)
 	// Keep run.started, call 1 started+completed, and call 2 started only
 	// (as a crash between the two records of a call would leave it).
-	e.cloneWithScript("k", "k2", 4, "")
-	out = e.resume("k2")
-	mustJSON(t, out, `3`)
-	if e.count.keys["k2/2"] != 1 || e.count.keys["k2/1"] != 0 {
-		t.Fatalf("keys %v", e.count.keys)
+	e.Clone("k", "k2", 4, "")
+	out = e.Resume("k2")
+	runtest.MustResult(t, out, `3`)
+	if e.Count.Keys["k2/2"] != 1 || e.Count.Keys["k2/1"] != 0 {
+		t.Fatalf("keys %v", e.Count.Keys)
 	}
 	// The clone's key is its own run id; the original ran with k/2.
-	if e.count.keys["k/2"] != 1 {
-		t.Fatalf("keys %v", e.count.keys)
+	if e.Count.Keys["k/2"] != 1 {
+		t.Fatalf("keys %v", e.Count.Keys)
 	}
 }
 
@@ -167,14 +168,14 @@ def main(input):
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t)
-			mustJSON(t, e.start("orig", base, `null`), `[1,2]`)
+			runtest.MustResult(t, e.Start("orig", base, `null`), `[1,2]`)
 			changed := strings.Replace(base, tc.src[0], tc.src[1], 1)
 			if changed == base {
 				t.Fatal("replacement did not apply")
 			}
-			e.cloneWithScript("orig", "new", 1000, changed)
-			before := e.count.total()
-			out := e.resume("new")
+			e.Clone("orig", "new", 1000, changed)
+			before := e.Count.Total()
+			out := e.Resume("new")
 			if out.Status != journal.StatusDiverged || out.Error == nil || out.Error.Kind != "divergence" {
 				t.Fatalf("outcome %+v %+v", out, out.Error)
 			}
@@ -183,11 +184,11 @@ def main(input):
 					t.Errorf("message %q lacks %q", out.Error.Message, w)
 				}
 			}
-			if e.count.total() != before {
+			if e.Count.Total() != before {
 				t.Fatalf("a diverged replay ran a side effect")
 			}
 			// The diverged state is recorded and final.
-			meta, _ := e.store.Run(bg, "new")
+			meta, _ := e.Store.Run(bg, "new")
 			if meta.Status != journal.StatusDiverged {
 				t.Fatalf("meta %+v", meta)
 			}
@@ -195,15 +196,15 @@ def main(input):
 	}
 	// An edit after the last journaled call is not a divergence.
 	e := newEnv(t)
-	e.start("w", "def main(input):\n    a = bump(1)\n    sleep('1h')\n    return 1\n", `null`)
-	e.cloneWithScript("w", "w2", 1000, "def main(input):\n    a = bump(1)\n    sleep('1h')\n    return 2\n")
-	e.clock.Advance(2 * time.Hour)
-	mustJSON(t, e.resume("w2"), `2`)
+	e.Start("w", "def main(input):\n    a = bump(1)\n    sleep('1h')\n    return 1\n", `null`)
+	e.Clone("w", "w2", 1000, "def main(input):\n    a = bump(1)\n    sleep('1h')\n    return 2\n")
+	e.Clock.Advance(2 * time.Hour)
+	runtest.MustResult(t, e.Resume("w2"), `2`)
 }
 
 func TestLimits(t *testing.T) {
 	e := newEnv(t, func(o *sfrt.Options) { o.MaxSteps = 100000; o.MaxCalls = 5 })
-	out := e.start("loop", `
+	out := e.Start("loop", `
 def main(input):
     n = 0
     for i in range(1 << 40):
@@ -213,7 +214,7 @@ def main(input):
 	if out.Status != journal.StatusFailed || out.Error.Kind != "limit" || !strings.Contains(out.Error.Message, "100000 execution steps") || !strings.HasPrefix(out.Error.Pos, "wf.star:") {
 		t.Fatalf("steps: %+v %+v", out, out.Error)
 	}
-	out = e.start("calls", `
+	out = e.Start("calls", `
 def main(input):
     for i in range(100):
         attempt(now)
@@ -222,7 +223,7 @@ def main(input):
 		t.Fatalf("calls: %+v %+v", out, out.Error)
 	}
 	// attempt() does not swallow the step limit either.
-	out = e.start("loop2", `
+	out = e.Start("loop2", `
 def spin():
     for i in range(1 << 40):
         pass
@@ -234,7 +235,7 @@ def main(input):
 		t.Fatalf("attempt swallowed the limit: %+v %+v", out, out.Error)
 	}
 	// A run keeps the limits it started with.
-	out, err := e.rt.Start(bg, sfrt.StartRequest{ID: "own", Script: "wf.star", Sources: map[string][]byte{"wf.star": []byte("def main(input):\n    return [now() for i in range(8)][-1] != None\n")}, Limits: journal.Limits{MaxCalls: 10}})
+	out, err := e.RT.Start(bg, sfrt.StartRequest{ID: "own", Script: "wf.star", Sources: map[string][]byte{"wf.star": []byte("def main(input):\n    return [now() for i in range(8)][-1] != None\n")}, Limits: journal.Limits{MaxCalls: 10}})
 	if err != nil || out.Status != journal.StatusCompleted {
 		t.Fatalf("own limits: %+v %v", out, err)
 	}
@@ -251,7 +252,7 @@ func TestRetryPolicyForHostBuiltins(t *testing.T) {
 	always.Retry = &sfrt.RetryPolicy{MaxAttempts: 3, InitialInterval: time.Millisecond, BackoffCoefficient: 2}
 	e := newEnv(t, func(o *sfrt.Options) { o.Builtins = append(o.Builtins, flaky, fatal, classed, always) })
 
-	out := e.start("retry", `
+	out := e.Start("retry", `
 def main(input):
     a = flaky()
     b = attempt(fatal)
@@ -259,12 +260,12 @@ def main(input):
     d = attempt(always)
     return [a, b.ok, b.kind, b.error, c.kind, d.ok, d.error]
 `, `null`)
-	mustJSON(t, out, `["ok after 3", false, "bad_request", "fatal: no such order 1", "quota", false, "always: boom"]`)
+	runtest.MustResult(t, out, `["ok after 3", false, "bad_request", "fatal: no such order 1", "quota", false, "always: boom"]`)
 	if calls.Load() != 3 || fcalls.Load() != 1 || ccalls.Load() != 1 || acalls.Load() != 3 {
 		t.Fatalf("attempts: flaky %d fatal %d classed %d always %d", calls.Load(), fcalls.Load(), ccalls.Load(), acalls.Load())
 	}
 	// Attempts are journaled with growing waits.
-	for _, r := range e.records("retry") {
+	for _, r := range e.Records("retry") {
 		if r.Type != journal.TypeCallCompleted {
 			continue
 		}
@@ -280,8 +281,8 @@ def main(input):
 		}
 	}
 	// Replay raises the recorded errors again without calling anything.
-	e.cloneWithScript("retry", "retry2", 1000, "")
-	mustJSON(t, e.resume("retry2"), string(out.Result))
+	e.Clone("retry", "retry2", 1000, "")
+	runtest.MustResult(t, e.Resume("retry2"), string(out.Result))
 	if calls.Load() != 3 || acalls.Load() != 3 {
 		t.Fatal("replay called a builtin")
 	}
@@ -309,7 +310,7 @@ func TestRetryPolicyMath(t *testing.T) {
 
 func TestAttemptCatchesScriptErrors(t *testing.T) {
 	e := newEnv(t)
-	out := e.start("a", `
+	out := e.Start("a", `
 def bad(x):
     return 1 // x
 def boom():
@@ -321,21 +322,21 @@ def main(input):
     r4 = attempt(sleep, "bogus")
     return [r1.ok, r1.error, r1.kind, r2.error, r3.ok, r3.value, r4.kind, r4.error]
 `, `null`)
-	mustJSON(t, out, `[false, "floored division by zero", "script", "fail: custom failure", true, 1, "invalid_argument", "sleep: invalid duration \"bogus\" (use seconds, or a string such as \"90s\", \"1h30m\" or \"2d\")"]`)
+	runtest.MustResult(t, out, `[false, "floored division by zero", "script", "fail: custom failure", true, 1, "invalid_argument", "sleep: invalid duration \"bogus\" (use seconds, or a string such as \"90s\", \"1h30m\" or \"2d\")"]`)
 }
 
 func TestScriptFailureHasPosition(t *testing.T) {
 	e := newEnv(t)
-	out := e.start("f", "def helper(d):\n    return d['missing']\n\ndef main(input):\n    now()\n    return helper({})\n", `null`)
+	out := e.Start("f", "def helper(d):\n    return d['missing']\n\ndef main(input):\n    now()\n    return helper({})\n", `null`)
 	if out.Status != journal.StatusFailed || out.Error.Pos != "wf.star:2:13" || !strings.Contains(out.Error.Message, "missing") || !strings.Contains(out.Error.Backtrace, "wf.star:6:18: in main") {
 		t.Fatalf("%+v %+v", out, out.Error)
 	}
 	// A failed builtin call fails the run with its kind and the caller's position.
-	out = e.start("f2", "def main(input):\n    sleep(-3)\n", `null`)
+	out = e.Start("f2", "def main(input):\n    sleep(-3)\n", `null`)
 	if out.Status != journal.StatusFailed || out.Error.Kind != "invalid_argument" || out.Error.Pos != "wf.star:2:10" || !strings.Contains(out.Error.Message, "negative duration") {
 		t.Fatalf("%+v %+v", out, out.Error)
 	}
-	out = e.start("f3", "def main(input):\n    return len\n", `null`)
+	out = e.Start("f3", "def main(input):\n    return len\n", `null`)
 	if out.Status != journal.StatusFailed || out.Error.Kind != "result" || !strings.Contains(out.Error.Message, "not JSON") {
 		t.Fatalf("%+v %+v", out, out.Error)
 	}
@@ -363,27 +364,27 @@ func TestBadRequests(t *testing.T) {
 		for k, v := range tc.files {
 			src[k] = []byte(v)
 		}
-		_, err := e.rt.Start(bg, sfrt.StartRequest{Script: "wf.star", Sources: src, Input: json.RawMessage(tc.input)})
+		_, err := e.RT.Start(bg, sfrt.StartRequest{Script: "wf.star", Sources: src, Input: json.RawMessage(tc.input)})
 		if !errors.Is(err, sfrt.ErrInvalid) || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%v: err = %v, want %q", tc.files, err, tc.want)
 		}
 	}
-	if runs, _ := e.store.List(bg, journal.Filter{}); len(runs) != 0 {
+	if runs, _ := e.Store.List(bg, journal.Filter{}); len(runs) != 0 {
 		t.Fatalf("bad requests created runs: %d", len(runs))
 	}
-	if _, err := e.rt.Resume(bg, "nope"); !errors.Is(err, sfrt.ErrInvalid) {
+	if _, err := e.RT.Resume(bg, "nope"); !errors.Is(err, sfrt.ErrInvalid) {
 		t.Fatalf("resume unknown: %v", err)
 	}
-	if _, err := e.rt.Start(bg, sfrt.StartRequest{ID: "bad/id", Script: "x"}); !errors.Is(err, sfrt.ErrInvalid) {
+	if _, err := e.RT.Start(bg, sfrt.StartRequest{ID: "bad/id", Script: "x"}); !errors.Is(err, sfrt.ErrInvalid) {
 		t.Fatalf("bad id: %v", err)
 	}
 	// Documented dialect options enable while and recursion.
-	out, err := e.rt.Start(bg, sfrt.StartRequest{Script: "wf.star", Dialect: journal.Dialect{While: true, Recursion: true}, Sources: map[string][]byte{"wf.star": []byte(
+	out, err := e.RT.Start(bg, sfrt.StartRequest{Script: "wf.star", Dialect: journal.Dialect{While: true, Recursion: true}, Sources: map[string][]byte{"wf.star": []byte(
 		"def fact(n):\n    return 1 if n <= 1 else n * fact(n - 1)\ndef main(input):\n    i = 0\n    while i < 3:\n        i += 1\n    return fact(5) + i\n")}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	mustJSON(t, out, `123`)
+	runtest.MustResult(t, out, `123`)
 }
 
 func TestLoadedFilesArePinned(t *testing.T) {
@@ -393,15 +394,15 @@ func TestLoadedFilesArePinned(t *testing.T) {
 		"flows/lib/util.star": []byte("load('../common.star', 'PREFIX')\ndef greet(n):\n    return PREFIX + n\n"),
 		"flows/common.star":   []byte("PREFIX = 'hello, '\n"),
 	}
-	out, err := e.rt.Start(bg, sfrt.StartRequest{ID: "p", Script: "flows/main.star", Sources: files, Input: json.RawMessage(`"ada"`)})
+	out, err := e.RT.Start(bg, sfrt.StartRequest{ID: "p", Script: "flows/main.star", Sources: files, Input: json.RawMessage(`"ada"`)})
 	if err != nil || out.Status != journal.StatusWaiting {
 		t.Fatalf("%+v %v", out, err)
 	}
 	// The files change (here: disappear) before the run resumes.
-	e.clock.Advance(2 * time.Hour)
-	mustJSON(t, e.resume("p"), `"hello, ada"`)
+	e.Clock.Advance(2 * time.Hour)
+	runtest.MustResult(t, e.Resume("p"), `"hello, ada"`)
 	var st journal.RunStarted
-	e.records("p")[0].Decode(&st)
+	e.Records("p")[0].Decode(&st)
 	if len(st.Script.Files) != 3 || st.Script.Entry != "flows/main.star" {
 		t.Fatalf("manifest %+v", st.Script)
 	}
@@ -410,15 +411,15 @@ func TestLoadedFilesArePinned(t *testing.T) {
 func TestStartIsIdempotentByID(t *testing.T) {
 	e := newEnv(t)
 	src := "def main(input):\n    return bump(input)['n']\n"
-	first := e.start("same", src, `1`)
-	mustJSON(t, first, `1`)
-	second := e.start("same", src, `1`)
-	mustJSON(t, second, `1`)
-	if !second.Existed || e.count.total() != 1 {
-		t.Fatalf("second start executed: %+v, bump ran %d", second, e.count.total())
+	first := e.Start("same", src, `1`)
+	runtest.MustResult(t, first, `1`)
+	second := e.Start("same", src, `1`)
+	runtest.MustResult(t, second, `1`)
+	if !second.Existed || e.Count.Total() != 1 {
+		t.Fatalf("second start executed: %+v, bump ran %d", second, e.Count.Total())
 	}
-	third := e.start("same", "def main(input):\n    return 99\n", `2`)
-	mustJSON(t, third, `1`)
+	third := e.Start("same", "def main(input):\n    return 99\n", `2`)
+	runtest.MustResult(t, third, `1`)
 	if len(third.Notes) != 2 {
 		t.Fatalf("notes %v", third.Notes)
 	}
@@ -427,28 +428,28 @@ func TestStartIsIdempotentByID(t *testing.T) {
 func TestDurabilityModes(t *testing.T) {
 	for _, mode := range []journal.Durability{journal.DurabilitySync, journal.DurabilityAsync, journal.DurabilityExit} {
 		t.Run(string(mode), func(t *testing.T) {
-			var e *env
+			var e *runtest.Env
 			seen := -1
 			probe := sfrt.Func("probe", func(ctx context.Context, c *sfrt.Call) (any, error) {
-				recs, err := e.store.Records(ctx, c.RunID, 1)
+				recs, err := e.Store.Records(ctx, c.RunID, 1)
 				seen = len(recs)
 				return len(recs), err
 			})
 			e = newEnv(t, func(o *sfrt.Options) { o.Builtins = append(o.Builtins, probe) })
-			out, err := e.rt.Start(bg, sfrt.StartRequest{ID: "d", Script: "wf.star", Durability: mode, Sources: map[string][]byte{"wf.star": []byte(
+			out, err := e.RT.Start(bg, sfrt.StartRequest{ID: "d", Script: "wf.star", Durability: mode, Sources: map[string][]byte{"wf.star": []byte(
 				"def main(input):\n    bump(1)\n    bump(2)\n    return probe()\n")}})
 			if err != nil {
 				t.Fatal(err)
 			}
-			mustJSON(t, out, fmt.Sprint(seen))
+			runtest.MustResult(t, out, fmt.Sprint(seen))
 			want := map[journal.Durability]int{journal.DurabilitySync: 5, journal.DurabilityAsync: 5, journal.DurabilityExit: 1}[mode]
 			if seen != want {
 				t.Fatalf("records visible during the third call: %d, want %d", seen, want)
 			}
-			if n := len(e.records("d")); n != 8 {
+			if n := len(e.Records("d")); n != 8 {
 				t.Fatalf("final journal has %d records, want 8", n)
 			}
-			meta, _ := e.store.Run(bg, "d")
+			meta, _ := e.Store.Run(bg, "d")
 			if meta.Durability != mode {
 				t.Fatalf("meta durability %s", meta.Durability)
 			}
@@ -458,24 +459,24 @@ func TestDurabilityModes(t *testing.T) {
 
 func TestExitModeWritesOnSuspend(t *testing.T) {
 	e := newEnv(t)
-	out, err := e.rt.Start(bg, sfrt.StartRequest{ID: "x", Script: "wf.star", Durability: journal.DurabilityExit, Sources: map[string][]byte{"wf.star": []byte(
+	out, err := e.RT.Start(bg, sfrt.StartRequest{ID: "x", Script: "wf.star", Durability: journal.DurabilityExit, Sources: map[string][]byte{"wf.star": []byte(
 		"def main(input):\n    bump(1)\n    sleep('1d')\n    return bump(2)['n']\n")}})
 	if err != nil || out.Status != journal.StatusWaiting {
 		t.Fatalf("%+v %v", out, err)
 	}
-	if got := e.calls("x"); strings.Join(got, ",") != "bump,sleep" {
+	if got := e.Calls("x"); strings.Join(got, ",") != "bump,sleep" {
 		t.Fatalf("journal at suspension: %v", got)
 	}
-	e.clock.Advance(25 * time.Hour)
-	mustJSON(t, e.resume("x"), `2`)
+	e.Clock.Advance(25 * time.Hour)
+	runtest.MustResult(t, e.Resume("x"), `2`)
 }
 
 func TestLogIsNotRepeatedOnReplay(t *testing.T) {
 	e := newEnv(t)
-	e.start("l", "def main(input):\n    log('before', n=1, who='me')\n    print('printed')\n    sleep('1h')\n    log('after', level='warn')\n    return 1\n", `null`)
-	e.clock.Advance(time.Hour)
-	e.resume("l")
-	logs := e.logs.String()
+	e.Start("l", "def main(input):\n    log('before', n=1, who='me')\n    print('printed')\n    sleep('1h')\n    log('after', level='warn')\n    return 1\n", `null`)
+	e.Clock.Advance(time.Hour)
+	e.Resume("l")
+	logs := e.Logs.String()
 	if c := strings.Count(logs, `"message":"before"`); c != 1 {
 		t.Fatalf("'before' logged %d times:\n%s", c, logs)
 	}
@@ -483,7 +484,7 @@ func TestLogIsNotRepeatedOnReplay(t *testing.T) {
 		t.Fatalf("logs:\n%s", logs)
 	}
 	n := 0
-	for _, r := range e.records("l") {
+	for _, r := range e.Records("l") {
 		if r.Type == journal.TypeLog {
 			n++
 		}
@@ -502,15 +503,15 @@ func TestCancel(t *testing.T) {
 	}}
 	e := newEnv(t, func(o *sfrt.Options) { o.Builtins = append(o.Builtins, block) })
 	// A waiting run is cancelled at once.
-	e.start("w", "def main(input):\n    sleep('1h')\n", `null`)
-	out, err := e.rt.Cancel(bg, "w", "alice")
+	e.Start("w", "def main(input):\n    sleep('1h')\n", `null`)
+	out, err := e.RT.Cancel(bg, "w", "alice")
 	if err != nil || out.Status != journal.StatusCancelled {
 		t.Fatalf("%+v %v", out, err)
 	}
-	if _, err := e.rt.Cancel(bg, "w", "alice"); !errors.Is(err, sfrt.ErrInvalid) {
+	if _, err := e.RT.Cancel(bg, "w", "alice"); !errors.Is(err, sfrt.ErrInvalid) {
 		t.Fatalf("second cancel: %v", err)
 	}
-	recs := e.records("w")
+	recs := e.Records("w")
 	var fin journal.RunFinished
 	recs[len(recs)-1].Decode(&fin)
 	if fin.Status != journal.StatusCancelled || fin.CancelledBy != "alice" {
@@ -519,27 +520,27 @@ func TestCancel(t *testing.T) {
 	// A running run stops at its builtin boundary.
 	done := make(chan *sfrt.Outcome)
 	go func() {
-		out, _ := e.rt.Start(bg, sfrt.StartRequest{ID: "r", Script: "wf.star", Sources: map[string][]byte{"wf.star": []byte("def main(input):\n    block()\n    bump(1)\n")}})
+		out, _ := e.RT.Start(bg, sfrt.StartRequest{ID: "r", Script: "wf.star", Sources: map[string][]byte{"wf.star": []byte("def main(input):\n    block()\n    bump(1)\n")}})
 		done <- out
 	}()
 	<-started
-	out, err = e.rt.Cancel(bg, "r", "bob")
+	out, err = e.RT.Cancel(bg, "r", "bob")
 	if err != nil || out.Status != journal.StatusCancelled {
 		t.Fatalf("%+v %v", out, err)
 	}
-	if o := <-done; o.Status != journal.StatusCancelled || e.count.total() != 0 {
-		t.Fatalf("run outcome %+v, bump %d", o, e.count.total())
+	if o := <-done; o.Status != journal.StatusCancelled || e.Count.Total() != 0 {
+		t.Fatalf("run outcome %+v, bump %d", o, e.Count.Total())
 	}
 	// A pure-Starlark loop is cancelled too.
 	loopStarted := make(chan struct{})
 	mark := sfrt.Func("mark", func(ctx context.Context, c *sfrt.Call) (any, error) { close(loopStarted); return nil, nil })
 	e2 := newEnv(t, func(o *sfrt.Options) { o.Builtins = append(o.Builtins, mark); o.MaxSteps = 1 << 62 })
 	go func() {
-		out, _ := e2.rt.Start(bg, sfrt.StartRequest{ID: "spin", Script: "wf.star", Sources: map[string][]byte{"wf.star": []byte("def main(input):\n    mark()\n    for i in range(1 << 60):\n        pass\n")}})
+		out, _ := e2.RT.Start(bg, sfrt.StartRequest{ID: "spin", Script: "wf.star", Sources: map[string][]byte{"wf.star": []byte("def main(input):\n    mark()\n    for i in range(1 << 60):\n        pass\n")}})
 		done <- out
 	}()
 	<-loopStarted
-	e2.rt.Cancel(bg, "spin", "carol")
+	e2.RT.Cancel(bg, "spin", "carol")
 	if o := <-done; o.Status != journal.StatusCancelled {
 		t.Fatalf("spin: %+v", o)
 	}
@@ -554,15 +555,15 @@ func TestInterruptLeavesRunResumable(t *testing.T) {
 	})
 	e := newEnv(t, func(o *sfrt.Options) { o.Builtins = append(o.Builtins, slow) })
 	src := map[string][]byte{"wf.star": []byte("def main(input):\n    bump(1)\n    if input:\n        slow()\n    return bump(2)['n']\n")}
-	out, err := e.rt.Start(ctx, sfrt.StartRequest{ID: "i", Script: "wf.star", Sources: src, Input: json.RawMessage("true")})
+	out, err := e.RT.Start(ctx, sfrt.StartRequest{ID: "i", Script: "wf.star", Sources: src, Input: json.RawMessage("true")})
 	if !errors.Is(err, sfrt.ErrInterrupted) || out.Status != journal.StatusRunning {
 		t.Fatalf("%+v %v", out, err)
 	}
 	// The interrupted call left no completion; it will run again.
-	if calls := e.calls("i"); strings.Join(calls, ",") != "bump,slow" {
+	if calls := e.Calls("i"); strings.Join(calls, ",") != "bump,slow" {
 		t.Fatalf("calls %v", calls)
 	}
-	for _, r := range e.records("i") {
+	for _, r := range e.Records("i") {
 		if r.Type == journal.TypeCallCompleted {
 			var cc journal.CallCompleted
 			r.Decode(&cc)
@@ -576,11 +577,11 @@ func TestInterruptLeavesRunResumable(t *testing.T) {
 func TestWaitingRunsHoldNoGoroutines(t *testing.T) {
 	e := newEnv(t)
 	src := "def main(input):\n    now()\n    sleep('1h')\n"
-	e.start("warm", src, `null`)
+	e.Start("warm", src, `null`)
 	runtime.GC()
 	before := runtime.NumGoroutine()
 	for i := 0; i < 200; i++ {
-		if out := e.start(fmt.Sprintf("w%d", i), src, `null`); out.Status != journal.StatusWaiting {
+		if out := e.Start(fmt.Sprintf("w%d", i), src, `null`); out.Status != journal.StatusWaiting {
 			t.Fatal(out.Status)
 		}
 	}
@@ -588,21 +589,21 @@ func TestWaitingRunsHoldNoGoroutines(t *testing.T) {
 	if after := runtime.NumGoroutine(); after > before {
 		t.Fatalf("goroutines %d -> %d with 200 waiting runs", before, after)
 	}
-	if len(e.rt.Active()) != 0 {
-		t.Fatalf("active runs: %v", e.rt.Active())
+	if len(e.RT.Active()) != 0 {
+		t.Fatalf("active runs: %v", e.RT.Active())
 	}
 }
 
 func TestCorruptJournalIsReported(t *testing.T) {
 	e := newEnv(t)
-	e.start("c", "def main(input):\n    bump(1)\n    sleep('1h')\n", `null`)
-	e.cloneWithScript("c", "c2", 3, "")
+	e.Start("c", "def main(input):\n    bump(1)\n    sleep('1h')\n", `null`)
+	e.Clone("c", "c2", 3, "")
 	// Replace record 3 by a record with the wrong step for its completion.
 	bad, _ := journal.NewRecord(4, journal.TypeCallCompleted, time.Now(), journal.CallCompleted{Step: "9"})
-	if err := e.store.Append(bg, "c2", []journal.Record{bad}, nil, true); err != nil {
+	if err := e.Store.Append(bg, "c2", []journal.Record{bad}, nil, true); err != nil {
 		t.Fatal(err)
 	}
-	_, err := e.rt.Resume(bg, "c2")
+	_, err := e.RT.Resume(bg, "c2")
 	if !errors.Is(err, journal.ErrCorrupt) || !strings.Contains(err.Error(), "step 9") {
 		t.Fatalf("err = %v", err)
 	}
@@ -624,11 +625,11 @@ func TestSecretsAreJournaledByName(t *testing.T) {
 		o.Builtins = append(o.Builtins, use)
 		o.Globals["secret"] = secret
 	})
-	mustJSON(t, e.start("s", "def main(input):\n    return use(secret('SF_TEST_TOKEN'))\n", `null`), `"used SF_TEST_TOKEN"`)
+	runtest.MustResult(t, e.Start("s", "def main(input):\n    return use(secret('SF_TEST_TOKEN'))\n", `null`), `"used SF_TEST_TOKEN"`)
 	if got != "s3cr3t-value" {
 		t.Fatal("secret not resolved")
 	}
-	for _, r := range e.records("s") {
+	for _, r := range e.Records("s") {
 		if strings.Contains(string(r.Data), "s3cr3t") {
 			t.Fatalf("secret in journal: %s", r.Data)
 		}
