@@ -239,8 +239,8 @@ func (r *run) load(meta *journal.Run, recs []journal.Record) error {
 	for _, rec := range recs[1:] {
 		switch rec.Type {
 		case journal.TypeCallStarted:
-			var cs journal.CallStarted
-			if err := rec.Decode(&cs); err != nil {
+			cs, err := rec.DecodeCallStarted()
+			if err != nil {
 				return err
 			}
 			r.index[cs.Step] = &recordedCall{started: &cs}
@@ -256,8 +256,8 @@ func (r *run) load(meta *journal.Run, recs []journal.Record) error {
 			}
 			rc.waiting = &cw
 		case journal.TypeCallCompleted:
-			var cc journal.CallCompleted
-			if err := rec.Decode(&cc); err != nil {
+			cc, err := rec.DecodeCallCompleted()
+			if err != nil {
 				return err
 			}
 			rc := r.index[cc.Step]

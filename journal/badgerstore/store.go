@@ -123,7 +123,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		WithBlockCacheSize(8 << 20).
 		WithIndexCacheSize(4 << 20).
 		WithValueThreshold(64 << 10).
-		WithValueLogFileSize(128 << 20).
+		WithValueLogFileSize(16 << 20).
 		WithNumCompactors(2).
 		WithNumGoroutines(2).
 		WithMetricsEnabled(false)
@@ -572,7 +572,9 @@ func (s *Store) Records(ctx context.Context, id string, from uint64) ([]journal.
 	var out []journal.Record
 	err := s.db.View(func(txn *badger.Txn) error {
 		prefix := journalPrefix(id)
-		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 256, Prefix: prefix})
+		// No value prefetch: records are small and stored inline in the
+		// LSM tree, and Badger prefetches with a goroutine per item.
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
 		defer it.Close()
 		want := from
 		for it.Seek(journalKey(id, from)); it.ValidForPrefix(prefix); it.Next() {
@@ -614,7 +616,7 @@ func (s *Store) List(ctx context.Context, f journal.Filter) ([]*journal.Run, err
 	var runs []*journal.Run
 	err := s.db.View(func(txn *badger.Txn) error {
 		prefix := []byte("m/")
-		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 256, Prefix: prefix})
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
 		defer it.Close()
 		for it.Rewind(); it.ValidForPrefix(prefix); it.Next() {
 			var r journal.Run
