@@ -259,6 +259,8 @@ func (h *HTTP) rateLimit(hd http.Header) RateLimit {
 	}
 	switch h.Kind {
 	case Anthropic:
+		rl.LimitRequests = num("anthropic-ratelimit-requests-limit")
+		rl.LimitTokens = minKnown(num("anthropic-ratelimit-tokens-limit"), num("anthropic-ratelimit-input-tokens-limit"))
 		rl.RemainingRequests = num("anthropic-ratelimit-requests-remaining")
 		rl.RemainingTokens = minKnown(num("anthropic-ratelimit-tokens-remaining"), num("anthropic-ratelimit-input-tokens-remaining"))
 		rl.ResetRequests = untilRFC3339(hd.Get("anthropic-ratelimit-requests-reset"), h.now())
@@ -266,6 +268,8 @@ func (h *HTTP) rateLimit(hd http.Header) RateLimit {
 	case Gemini:
 		// Gemini sends no rate-limit headers; its wait is in RetryInfo.
 	default:
+		rl.LimitRequests = num("x-ratelimit-limit-requests")
+		rl.LimitTokens = num("x-ratelimit-limit-tokens")
 		rl.RemainingRequests = num("x-ratelimit-remaining-requests")
 		rl.RemainingTokens = num("x-ratelimit-remaining-tokens")
 		rl.ResetRequests = parseResetDuration(hd.Get("x-ratelimit-reset-requests"))

@@ -79,6 +79,8 @@ type Usage struct {
 // RateLimit is what a response's headers say about the capacity left.
 // Negative counts and zero durations mean unknown.
 type RateLimit struct {
+	LimitRequests     int
+	LimitTokens       int
 	RemainingRequests int
 	RemainingTokens   int
 	ResetRequests     time.Duration // until the request budget refills
@@ -89,7 +91,7 @@ type RateLimit struct {
 func (r RateLimit) Known() bool { return r.RemainingRequests >= 0 || r.RemainingTokens >= 0 }
 
 // NoRateLimit is the RateLimit of a response without rate-limit headers.
-var NoRateLimit = RateLimit{RemainingRequests: -1, RemainingTokens: -1}
+var NoRateLimit = RateLimit{LimitRequests: -1, LimitTokens: -1, RemainingRequests: -1, RemainingTokens: -1}
 
 // Response is a successful completion.
 type Response struct {
