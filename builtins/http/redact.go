@@ -12,8 +12,9 @@ import (
 	"go.starlark.net/starlarkstruct"
 )
 
-// redacted replaces credentials given as plain strings.
-const redacted = "<redacted>"
+// redacted replaces credentials given as plain strings. It needs no
+// escaping in JSON, URLs or logs.
+const redacted = "REDACTED"
 
 // Words that make a header, parameter or field name a credential's name.
 // strongWords count anywhere in the name ("accesstoken"), weakWords only as
@@ -136,7 +137,7 @@ func scrubURLError(err error) string {
 // redactArgs returns the Builtin.Redact function for the http builtins:
 // the URL (positional argument urlIndex, or url=) loses its password and
 // sensitive query parameters; in headers, params, json, body and auth,
-// plain strings under credential-like names become "<redacted>". Secrets
+// plain strings under credential-like names become "REDACTED". Secrets
 // are journaled by name and stay as they are.
 func redactArgs(urlIndex int) func(args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Tuple, []starlark.Tuple) {
 	return func(args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Tuple, []starlark.Tuple) {
@@ -149,27 +150,29 @@ func redactArgs(urlIndex int) func(args starlark.Tuple, kwargs []starlark.Tuple)
 				}
 			}
 		}
-		outKw := kwargs
+		outKw, copied := kwargs, false
 		for i, kv := range kwargs {
 			name, _ := starlark.AsString(kv[0])
 			var nv starlark.Value
+			changed := false
 			switch name {
 			case "url":
 				if s, ok := kv[1].(starlark.String); ok {
 					if r := redactURL(string(s)); r != string(s) {
-						nv = starlark.String(r)
+						nv, changed = starlark.String(r), true
 					}
 				}
 			case "headers":
-				nv = redactTree(kv[1], false, true, 0)
+				nv, changed = redactTree(kv[1], false, true, 0)
 			case "params", "json", "body":
-				nv = redactTree(kv[1], false, false, 0)
+				nv, changed = redactTree(kv[1], false, false, 0)
 			case "auth":
-				nv = redactTree(kv[1], true, false, 0)
+				nv, changed = redactTree(kv[1], true, false, 0)
 			}
-			if nv != nil && nv != kv[1] {
-				if &outKw[0] == &kwargs[0] {
+			if changed {
+				if !copied {
 					outKw = append([]starlark.Tuple(nil), kwargs...)
+					copied = true
 				}
 				outKw[i] = starlark.Tuple{kv[0], nv}
 			}
@@ -179,37 +182,38 @@ func redactArgs(urlIndex int) func(args starlark.Tuple, kwargs []starlark.Tuple)
 }
 
 // redactTree returns v with plain strings under credential names replaced
-// (all of them if sensitive), or v itself when nothing changes. headers
-// says that dict keys are header names.
-func redactTree(v starlark.Value, sensitive, headers bool, depth int) starlark.Value {
+// (all of them if sensitive), and whether anything changed. headers says
+// that dict keys are header names. v itself is never modified.
+func redactTree(v starlark.Value, sensitive, headers bool, depth int) (starlark.Value, bool) {
 	if depth > 100 {
-		return v
+		return v, false
 	}
 	switch x := v.(type) {
 	case starlark.String, starlark.Bytes:
 		if sensitive {
-			return starlark.String(redacted)
+			return starlark.String(redacted), true
 		}
 	case *starlark.List:
 		elems := make([]starlark.Value, x.Len())
 		changed := false
 		for i := range elems {
-			e := x.Index(i)
-			elems[i] = redactTree(e, sensitive, headers, depth+1)
-			changed = changed || elems[i] != e
+			var c bool
+			elems[i], c = redactTree(x.Index(i), sensitive, headers, depth+1)
+			changed = changed || c
 		}
 		if changed {
-			return starlark.NewList(elems)
+			return starlark.NewList(elems), true
 		}
 	case starlark.Tuple:
 		out := make(starlark.Tuple, len(x))
 		changed := false
 		for i, e := range x {
-			out[i] = redactTree(e, sensitive, headers, depth+1)
-			changed = changed || out[i] != e
+			var c bool
+			out[i], c = redactTree(e, sensitive, headers, depth+1)
+			changed = changed || c
 		}
 		if changed {
-			return out
+			return out, true
 		}
 	case *starlark.Dict:
 		items := x.Items()
@@ -217,7 +221,7 @@ func redactTree(v starlark.Value, sensitive, headers bool, depth int) starlark.V
 		for _, kv := range items {
 			k, _ := starlark.AsString(kv[0])
 			s := sensitive || (headers && sensitiveHeader(k)) || (!headers && sensitiveName(k))
-			if nv := redactTree(kv[1], s, false, depth+1); nv != kv[1] {
+			if nv, c := redactTree(kv[1], s, false, depth+1); c {
 				kv[1] = nv
 				changed = true
 			}
@@ -227,7 +231,7 @@ func redactTree(v starlark.Value, sensitive, headers bool, depth int) starlark.V
 			for _, kv := range items {
 				_ = d.SetKey(kv[0], kv[1])
 			}
-			return d
+			return d, true
 		}
 	case *starlarkstruct.Struct:
 		_, isAuth := authStruct(x)
@@ -239,16 +243,16 @@ func redactTree(v starlark.Value, sensitive, headers bool, depth int) starlark.V
 			if isAuth {
 				s = k != "scheme" && k != "user"
 			}
-			if nv := redactTree(fv, s, false, depth+1); nv != fv {
+			if nv, c := redactTree(fv, s, false, depth+1); c {
 				sd[k] = nv
 				changed = true
 			}
 		}
 		if changed {
-			return starlarkstruct.FromStringDict(x.Constructor(), sd)
+			return starlarkstruct.FromStringDict(x.Constructor(), sd), true
 		}
 	}
-	return v
+	return v, false
 }
 
 // scrubber replaces credential values that were sent with a call wherever

@@ -124,7 +124,7 @@ func TestRetryAfterMsIsPreferred(t *testing.T) {
 }
 
 func TestRetryAfterBeyondDeadlineFailsAtOnce(t *testing.T) {
-	date := time.Now().Add(time.Hour).UTC().Format(nethttp.TimeFormat)
+	date := time.Now().Add(time.Hour + 30*time.Second).UTC().Format(nethttp.TimeFormat) // the date has whole seconds: 1h0m29s to 1h0m30s from now
 	for _, tc := range []struct {
 		name, header, value string
 		kw                  map[string]any
