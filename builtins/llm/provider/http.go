@@ -275,6 +275,7 @@ func (h *HTTP) rateLimit(hd http.Header) RateLimit {
 		rl.ResetRequests = parseResetDuration(hd.Get("x-ratelimit-reset-requests"))
 		rl.ResetTokens = parseResetDuration(hd.Get("x-ratelimit-reset-tokens"))
 	}
+	rl.Present = rl.RemainingRequests >= 0 || rl.RemainingTokens >= 0
 	return rl
 }
 

@@ -77,8 +77,10 @@ type Usage struct {
 }
 
 // RateLimit is what a response's headers say about the capacity left.
-// Negative counts and zero durations mean unknown.
+// The zero value means no rate-limit headers; within a present one,
+// negative counts and zero durations mean unknown.
 type RateLimit struct {
+	Present           bool // some rate-limit header was present
 	LimitRequests     int
 	LimitTokens       int
 	RemainingRequests int
@@ -88,7 +90,9 @@ type RateLimit struct {
 }
 
 // Known reports whether any capacity information was present.
-func (r RateLimit) Known() bool { return r.RemainingRequests >= 0 || r.RemainingTokens >= 0 }
+func (r RateLimit) Known() bool {
+	return r.Present && (r.RemainingRequests >= 0 || r.RemainingTokens >= 0)
+}
 
 // NoRateLimit is the RateLimit of a response without rate-limit headers.
 var NoRateLimit = RateLimit{LimitRequests: -1, LimitTokens: -1, RemainingRequests: -1, RemainingTokens: -1}

@@ -1,0 +1,671 @@
+package llm
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/starflow/starflow/builtins/llm/provider"
+	"github.com/starflow/starflow/runtime"
+)
+
+// Request is one llm() call in Go form.
+type Request struct {
+	Prompt      string             // appended as the last user message
+	Messages    []provider.Message // the conversation before Prompt; "system" turns join System
+	System      string
+	Model       string // the alias; "" means "default"
+	MaxTokens   int
+	Temperature *float64
+	// Schema, if set, is a JSON Schema the answer must satisfy: the model
+	// is asked for JSON, the answer is validated, and invalid answers are
+	// retried with the validation error fed back.
+	Schema   map[string]any
+	Timeout  time.Duration // per attempt; 0: the configured timeout
+	Deadline time.Time     // for the whole call; zero: now + the alias's deadline
+	Key      string        // idempotency key; inside a run, Call.Key ("<run-id>/<step>")
+}
+
+// Result is an llm() answer.
+type Result struct {
+	Text       string          `json:"text"`
+	JSON       json.RawMessage `json:"json,omitempty"` // the validated answer when Schema was set
+	Model      string          `json:"model"`          // as the provider reported it
+	Provider   string          `json:"provider"`
+	Deployment string          `json:"deployment"`
+	Usage      provider.Usage  `json:"usage"`
+	LatencyMS  int64           `json:"latency_ms"` // of the request that answered
+	Attempts   int             `json:"attempts"`   // provider requests this call made
+	Tier       int             `json:"tier"`       // 1-based position in the fallback chain; 0 for a template
+	Cached     bool            `json:"cached"`     // served from the response cache
+	Degraded   bool            `json:"degraded"`   // every tier failed: a cached or template answer
+	Refused    bool            `json:"refused"`    // the model refused; Text is the configured safe response
+}
+
+// callEnv is what a call needs from its surroundings.
+type callEnv struct {
+	log    zerolog.Logger
+	secret func(runtime.Secret) (string, error) // the run's resolver; nil outside a run
+	detail func(any)
+	keys   []string // keys resolved during the call, scrubbed from messages
+}
+
+// Complete makes one llm call outside a script: routing, retries,
+// fallbacks, caching and degradation as llm() does. Errors are
+// *runtime.Error with the kinds documented in spec/llm.md.
+func (m *Module) Complete(ctx context.Context, req Request) (*Result, error) {
+	return m.complete(ctx, &req, &callEnv{log: m.log})
+}
+
+// trace is the call's journal detail (Call.SetDetail): what was tried,
+// skipped and waited for. It never holds keys.
+type trace struct {
+	Alias           string          `json:"alias"`
+	Digest          string          `json:"digest"`
+	Attempts        []attemptRecord `json:"attempts,omitempty"`
+	Skipped         []skipRecord    `json:"skipped,omitempty"`
+	Waits           []waitRecord    `json:"waits,omitempty"`
+	ContextFallback []string        `json:"context_fallback,omitempty"`
+	Outcome         string          `json:"outcome"`
+	TotalMS         int64           `json:"total_ms"`
+}
+
+type attemptRecord struct {
+	N            int    `json:"n"`
+	Round        int    `json:"round"`
+	Tier         int    `json:"tier"`
+	Alias        string `json:"alias"`
+	Deployment   string `json:"deployment"`
+	Provider     string `json:"provider"`
+	Model        string `json:"model"`
+	Status       int    `json:"status,omitempty"`
+	Class        string `json:"class,omitempty"` // empty on success
+	Error        string `json:"error,omitempty"`
+	RetryAfterMS int64  `json:"retry_after_ms,omitempty"`
+	LatencyMS    int64  `json:"latency_ms"`
+	Repair       int    `json:"repair,omitempty"` // structured-output repair number
+}
+
+type skipRecord struct {
+	Tier       int    `json:"tier"`
+	Deployment string `json:"deployment"`
+	Reason     string `json:"reason"`
+}
+
+type waitRecord struct {
+	AfterRound int    `json:"after_round"`
+	WaitMS     int64  `json:"wait_ms"`
+	Reason     string `json:"reason"`
+}
+
+func (tr *trace) skip(tierN int, s skip) {
+	for _, x := range tr.Skipped {
+		if x.Deployment == s.m.cfg.Name && x.Reason == s.why {
+			return
+		}
+	}
+	if len(tr.Skipped) < 50 {
+		tr.Skipped = append(tr.Skipped, skipRecord{Tier: tierN, Deployment: s.m.cfg.Name, Reason: s.why})
+	}
+}
+
+// attemptError is a failed attempt, classified.
+type attemptError struct {
+	class string // a provider.Class, or "invalid_output"
+	perr  *provider.Error
+	msg   string
+}
+
+func (e *attemptError) Error() string {
+	if e.perr != nil {
+		return e.perr.Error()
+	}
+	return e.msg
+}
+
+// failures remembers the last failure of each deployment, for the error
+// that lists what was tried.
+type failures struct {
+	order []string
+	last  map[string]string
+	class map[string]string
+	n     int
+}
+
+func (f *failures) add(name, msg, class string) {
+	if f.last == nil {
+		f.last, f.class = map[string]string{}, map[string]string{}
+	}
+	if _, ok := f.last[name]; !ok {
+		f.order = append(f.order, name)
+	}
+	f.last[name], f.class[name] = msg, class
+	f.n++
+}
+
+func (f *failures) summary() string {
+	var b strings.Builder
+	for i, n := range f.order {
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		b.WriteString(n + ": " + f.last[n])
+		if b.Len() > 1500 {
+			b.WriteString("; …")
+			break
+		}
+	}
+	return b.String()
+}
+
+// kind is the error kind when nothing answered: rate_limit or quota when
+// every failure was one, unavailable otherwise.
+func (f *failures) kind() string {
+	k := ""
+	for _, c := range f.class {
+		switch {
+		case k == "":
+			k = c
+		case k != c:
+			return "unavailable"
+		}
+	}
+	switch k {
+	case string(provider.ClassRateLimit), string(provider.ClassQuota):
+		return k
+	}
+	return "unavailable"
+}
+
+func permanent(kind, format string, args ...any) *runtime.Error {
+	return &runtime.Error{Kind: kind, Message: fmt.Sprintf(format, args...)}
+}
+
+// scrubError makes sure no key resolved during the call appears in err.
+func scrubError(err error, keys []string) error {
+	var re *runtime.Error
+	if errors.As(err, &re) {
+		re.Message = provider.Scrub(re.Message, keys...)
+		return re
+	}
+	return err
+}
+
+func (m *Module) complete(parent context.Context, req *Request, env *callEnv) (res *Result, err error) {
+	started := time.Now()
+	name := req.Model
+	if name == "" {
+		name = "default"
+	}
+	a := m.aliases[name]
+	if a == nil {
+		return nil, permanent("unknown_model", "llm: no model alias %q in the configuration (%s); aliases: %s", name, m.cfg.Source, strings.Join(m.Aliases(), ", "))
+	}
+	base, err := buildMessages(req)
+	if err != nil {
+		return nil, err
+	}
+	var sch *compiledSchema
+	if req.Schema != nil {
+		if sch, err = m.schema(req.Schema); err != nil {
+			return nil, err
+		}
+	}
+	deadline := req.Deadline
+	if deadline.IsZero() {
+		deadline = started.Add(a.cfg.Deadline)
+	}
+	ctx, cancel := context.WithDeadline(parent, deadline)
+	defer cancel()
+	digest := requestDigest(name, base, req)
+	tr := &trace{Alias: name, Digest: digest[:16]}
+	defer func() {
+		tr.TotalMS = time.Since(started).Milliseconds()
+		if err != nil && tr.Outcome == "" {
+			tr.Outcome = "error"
+		}
+		if env.detail != nil {
+			env.detail(tr)
+		}
+		if err != nil {
+			err = scrubError(err, env.keys)
+		}
+	}()
+	if req.Key != "" {
+		if r := m.idempotent(parent, req.Key, digest); r != nil {
+			tr.Outcome = "idempotent"
+			return r, nil
+		}
+	}
+	res, fail := m.route(ctx, a, base, req, sch, tr, env)
+	if res != nil {
+		if tr.Outcome == "" {
+			tr.Outcome = "answered"
+		}
+		m.remember(parent, a, req.Key, digest, res, env)
+		return res, nil
+	}
+	if perr := parent.Err(); perr != nil {
+		// The caller stopped (the run was interrupted): not an outcome.
+		return nil, perr
+	}
+	if fail.degradable {
+		attempts := fail.attempts
+		if r := m.cachedAnswer(parent, a, digest); r != nil {
+			r.Cached, r.Degraded, r.Attempts, r.Refused = true, true, attempts, false
+			tr.Outcome = "cached"
+			env.log.Warn().Str("model", name).Str("kind", fail.err.Kind).Msg("llm: every tier failed; serving a cached answer")
+			return r, nil
+		}
+		if t := a.cfg.Template; t != nil {
+			r := &Result{Text: *t, Model: name, Provider: "template", Deployment: "", Attempts: attempts, Degraded: true}
+			if sch != nil {
+				js, verr := sch.check(*t)
+				if verr != nil {
+					fail.err.Message += "; the template is not valid for the schema: " + verr.Error()
+					return nil, fail.err
+				}
+				r.JSON = js
+			}
+			tr.Outcome = "template"
+			env.log.Warn().Str("model", name).Str("kind", fail.err.Kind).Msg("llm: every tier failed; serving the template answer")
+			return r, nil
+		}
+		fail.err.Message += "; no cached answer"
+		if m.kv == nil || a.cfg.CacheTTL <= 0 {
+			fail.err.Message += " (caching is off)"
+		}
+		fail.err.Message += " and no template for model " + name
+	}
+	return nil, fail.err
+}
+
+// routeFailure is how routing ended without an answer.
+type routeFailure struct {
+	err        *runtime.Error
+	degradable bool // a cached or template answer may stand in
+	attempts   int
+}
+
+// route runs the fallback chain in rounds until a deployment answers, a
+// failure ends the call, the rounds are used up, or the deadline passes.
+func (m *Module) route(ctx context.Context, a *alias, base *provider.Request, req *Request, sch *compiledSchema, tr *trace, env *callEnv) (*Result, *routeFailure) {
+	estIn := 0
+	for _, msg := range base.Messages {
+		estIn += provider.EstimateTokens(msg.Content)
+	}
+	estIn += provider.EstimateTokens(base.System)
+	estTotal := estIn + req.MaxTokens
+	if req.MaxTokens == 0 {
+		estTotal += 256
+	}
+	policy := a.cfg.Retry.WithDefaults()
+	cur := a
+	var fl failures
+	n := 0
+	reroutes := 0
+	fail := func(kind string, degradable bool, format string, args ...any) (*Result, *routeFailure) {
+		return nil, &routeFailure{err: permanent(kind, format, args...), degradable: degradable, attempts: n}
+	}
+	for round := 1; ; round++ {
+		reroute := false
+		retryable := false
+		attempted := false
+		ctxSkips, otherSkips := 0, 0
+	chain:
+		for ti, t := range cur.chain {
+			var tried []*member
+			for {
+				if ctx.Err() != nil {
+					break chain
+				}
+				mb, skips := t.pick(m.now(), estIn, tried)
+				for _, s := range skips {
+					tr.skip(ti+1, s)
+					if s.context {
+						ctxSkips++
+					} else {
+						otherSkips++
+						fl.add(s.m.describe(), "skipped: "+s.why, "skipped")
+					}
+				}
+				if mb == nil {
+					break
+				}
+				tried = append(tried, mb)
+				key, kerr := m.resolveKey(mb.prov, env)
+				if kerr != nil {
+					why := "no key: " + kerr.Error()
+					tr.skip(ti+1, skip{m: mb, why: why})
+					fl.add(mb.describe(), why, string(provider.ClassAuth))
+					otherSkips++
+					env.log.Error().Bool("alert", true).Str("deployment", mb.cfg.Name).Str("key", mb.prov.APIKey.String()).Msg("llm: the deployment's API key is not available; skipping it")
+					continue
+				}
+				done, berr := mb.st.breaker.Allow()
+				if berr != nil {
+					tr.skip(ti+1, skip{m: mb, why: "circuit half-open: a probe is in flight"})
+					otherSkips++
+					continue
+				}
+				attempted = true
+				res, aerr := m.attempt(ctx, mb, base, req, sch, key, ti+1, round, &n, estTotal, done, tr, env)
+				if aerr == nil {
+					res.Tier, res.Attempts = ti+1, n
+					return res, nil
+				}
+				var ae *attemptError
+				if !errors.As(aerr, &ae) {
+					// Cancelled by the caller.
+					return nil, &routeFailure{err: &runtime.Error{Kind: "cancelled", Message: aerr.Error()}, attempts: n}
+				}
+				where := fmt.Sprintf("tier %d %s", ti+1, mb.describe())
+				fl.add(where, ae.Error(), ae.class)
+				switch provider.Class(ae.class) {
+				case provider.ClassAuth, provider.ClassNotFound, provider.ClassBadRequest:
+					hint := ""
+					switch provider.Class(ae.class) {
+					case provider.ClassAuth:
+						hint = fmt.Sprintf(" — check the key in %s for provider %s", mb.prov.APIKey, mb.prov.Name)
+					case provider.ClassNotFound:
+						hint = fmt.Sprintf(" — check model %q of deployment %s", mb.cfg.Model, mb.cfg.Name)
+					}
+					env.log.Error().Bool("alert", true).Str("deployment", mb.cfg.Name).Str("class", ae.class).Str("error", provider.Scrub(ae.Error(), env.keys...)).Msg("llm: request rejected; not retrying")
+					return fail(ae.class, false, "llm(model=%q): %s rejected the request: %s%s (not retried)", a.cfg.Name, where, ae.Error(), hint)
+				case provider.ClassContextLength:
+					reroute = true
+					break chain
+				case provider.ClassRefusal:
+					return m.refused(a, cur, mb, ae, ti+1, n, tr)
+				case "invalid_output":
+					return fail("invalid_output", false, "llm(model=%q): %s: %s", a.cfg.Name, where, ae.Error())
+				case provider.ClassQuota:
+				default:
+					retryable = true
+				}
+			}
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		if reroute || (!attempted && ctxSkips > 0 && otherSkips == 0) {
+			next := cur.cfg.ContextFallback
+			if next == "" || reroutes >= 3 || m.aliases[next] == nil {
+				return fail(string(provider.ClassContextLength), false, "llm(model=%q): the prompt (about %d tokens) is too long for model %s and it has no context_fallback: %s",
+					a.cfg.Name, estIn, cur.cfg.Name, fl.summary())
+			}
+			reroutes++
+			cur = m.aliases[next]
+			tr.ContextFallback = append(tr.ContextFallback, next)
+			env.log.Info().Str("from", a.cfg.Name).Str("to", next).Msg("llm: prompt too long; moving to the context fallback")
+			round = 0
+			continue
+		}
+		if round >= policy.MaxAttempts {
+			break
+		}
+		// Wait before the next round: the backoff, or until the first
+		// deployment's cooldown or exhausted capacity ends if none can take
+		// a call now.
+		wait := policy.Delay(round, rand.Float64())
+		reason := "backoff"
+		now := m.now()
+		if first, open := m.nextAvailable(cur, now, estIn); !open {
+			if first.IsZero() && !retryable {
+				break // nothing will change by waiting
+			}
+			if d := first.Sub(now); d > wait {
+				wait, reason = d, "until a deployment's cooldown or rate-limit window ends"
+			}
+		} else if !retryable && fl.n == 0 {
+			break
+		}
+		if dl, ok := ctx.Deadline(); ok && time.Now().Add(wait).After(dl) {
+			tr.Waits = append(tr.Waits, waitRecord{AfterRound: round, WaitMS: wait.Milliseconds(), Reason: "not waiting: the deadline comes first"})
+			break
+		}
+		tr.Waits = append(tr.Waits, waitRecord{AfterRound: round, WaitMS: wait.Milliseconds(), Reason: reason})
+		env.log.Debug().Str("model", a.cfg.Name).Int("round", round).Dur("wait", wait).Msg("llm: waiting before the next round")
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	if ctx.Err() != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		summary := fl.summary()
+		if summary == "" {
+			summary = "nothing was tried"
+		}
+		return fail("timeout", true, "llm(model=%q): no answer before the deadline (%d attempts): %s", a.cfg.Name, n, summary)
+	}
+	if fl.n == 0 {
+		return fail("unavailable", true, "llm(model=%q): no deployment could take the call", a.cfg.Name)
+	}
+	return fail(fl.kind(), true, "llm(model=%q): no deployment answered (%d attempts): %s", a.cfg.Name, n, fl.summary())
+}
+
+// nextAvailable reports whether any member of the chain can take a call
+// now, and if none can, the earliest time one's cooldown or exhausted
+// capacity ends (zero if none is waiting for either).
+func (m *Module) nextAvailable(a *alias, now time.Time, est int) (time.Time, bool) {
+	var first time.Time
+	for _, t := range a.chain {
+		for _, mb := range t.members {
+			if mb.st.unavailable(now, est, mb.cfg) == "" {
+				return time.Time{}, true
+			}
+			if e := mb.st.earliest(now); !e.IsZero() && (first.IsZero() || e.Before(first)) {
+				first = e
+			}
+		}
+	}
+	return first, false
+}
+
+// refused handles a content-policy refusal: the alias's safe response, or
+// an error of kind "refusal" a script can route to a human.
+func (m *Module) refused(a, cur *alias, mb *member, ae *attemptError, tierN, n int, tr *trace) (*Result, *routeFailure) {
+	safe := cur.cfg.OnRefusal
+	if safe == nil {
+		safe = a.cfg.OnRefusal
+	}
+	if safe != nil {
+		tr.Outcome = "refused"
+		return &Result{Text: *safe, Model: mb.cfg.Model, Provider: mb.cfg.Provider, Deployment: mb.cfg.Name, Attempts: n, Tier: tierN, Refused: true}, nil
+	}
+	said := ""
+	if ae.perr != nil && ae.perr.Text != "" {
+		said = fmt.Sprintf(" (it said: %q)", truncateText(ae.perr.Text, 200))
+	}
+	return nil, &routeFailure{err: permanent("refusal",
+		"llm(model=%q): %s refused to answer: %s%s; set on_refusal for the model to answer with a safe response, or catch kind \"refusal\" with attempt() and ask a human",
+		a.cfg.Name, mb.describe(), ae.Error(), said), attempts: n}
+}
+
+func truncateText(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
+
+// attempt sends the request to one deployment, repairing invalid
+// structured output up to the alias's limit. It reports the outcome to the
+// deployment's breaker through done.
+func (m *Module) attempt(ctx context.Context, mb *member, base *provider.Request, req *Request, sch *compiledSchema, key string,
+	tierN, round int, n *int, est int, done func(error), tr *trace, env *callEnv) (*Result, error) {
+	preq := *base
+	preq.Model = mb.cfg.Model
+	preq.MaxTokens = req.MaxTokens
+	preq.Temperature = req.Temperature
+	preq.IdempotencyKey = req.Key
+	if sch != nil {
+		preq.Schema = sch.doc
+	}
+	timeout := req.Timeout
+	if timeout <= 0 {
+		timeout = mb.timeout
+	}
+	retries := mb.tierAlias().cfg.SchemaRetries
+	var usage provider.Usage
+	for repair := 0; ; repair++ {
+		*n++
+		mb.st.begin(m.now(), est)
+		actx, cancel := context.WithTimeout(ctx, timeout)
+		t0 := time.Now()
+		resp, err := mb.client.Complete(actx, &preq, key)
+		lat := time.Since(t0)
+		cancel()
+		rec := attemptRecord{N: *n, Round: round, Tier: tierN, Alias: mb.tierAlias().cfg.Name, Deployment: mb.cfg.Name, Provider: mb.cfg.Provider,
+			Model: mb.cfg.Model, LatencyMS: lat.Milliseconds(), Repair: repair}
+		if err != nil {
+			var pe *provider.Error
+			if !errors.As(err, &pe) {
+				done(errBreakerExcluded)
+				rec.Class, rec.Error = "cancelled", err.Error()
+				tr.Attempts = append(tr.Attempts, rec)
+				return nil, err
+			}
+			pe.Message = provider.Scrub(pe.Message, append(env.keys, key)...)
+			now := m.now()
+			mb.st.capacity(now, pe.RateLimit)
+			callDeadline := pe.Class == provider.ClassTimeout && ctx.Err() != nil
+			if !callDeadline {
+				mb.st.failure(now, lat, pe, m.cfg.Health)
+			}
+			switch pe.Class {
+			case provider.ClassServer, provider.ClassTimeout, provider.ClassNetwork, provider.ClassAuth, provider.ClassNotFound:
+				if callDeadline {
+					done(errBreakerExcluded) // the call's deadline, not the deployment, cut it short
+				} else {
+					done(errBreakerFailure)
+				}
+			default:
+				done(errBreakerExcluded)
+			}
+			rec.Status, rec.Class, rec.Error, rec.RetryAfterMS = pe.Status, string(pe.Class), pe.Error(), pe.RetryAfter.Milliseconds()
+			tr.Attempts = append(tr.Attempts, rec)
+			env.log.Info().Str("deployment", mb.cfg.Name).Int("status", pe.Status).Str("class", string(pe.Class)).Dur("latency", lat).Msg("llm: attempt failed")
+			return nil, &attemptError{class: string(pe.Class), perr: pe}
+		}
+		now := m.now()
+		mb.st.capacity(now, resp.RateLimit)
+		mb.st.success(now, lat, resp.Usage)
+		usage.InputTokens += resp.Usage.InputTokens
+		usage.OutputTokens += resp.Usage.OutputTokens
+		var js json.RawMessage
+		if sch != nil {
+			var verr error
+			js, verr = sch.check(resp.Text)
+			if verr != nil {
+				rec.Class, rec.Error = "invalid_output", verr.Error()
+				tr.Attempts = append(tr.Attempts, rec)
+				if repair >= retries {
+					done(errBreakerExcluded)
+					return nil, &attemptError{class: "invalid_output", msg: fmt.Sprintf("the answer did not match the schema after %d repair attempts: %v", repair, verr)}
+				}
+				msgs := make([]provider.Message, 0, len(preq.Messages)+2)
+				msgs = append(msgs, preq.Messages...)
+				msgs = append(msgs,
+					provider.Message{Role: "assistant", Content: resp.Text},
+					provider.Message{Role: "user", Content: "That answer is not valid: " + verr.Error() + ". Reply again with only the JSON value, matching the schema."})
+				preq.Messages = msgs
+				continue
+			}
+		}
+		tr.Attempts = append(tr.Attempts, rec)
+		done(nil)
+		model := resp.Model
+		if model == "" {
+			model = mb.cfg.Model
+		}
+		return &Result{Text: resp.Text, JSON: js, Model: model, Provider: mb.cfg.Provider, Deployment: mb.cfg.Name, Usage: usage, LatencyMS: lat.Milliseconds()}, nil
+	}
+}
+
+// tierAlias is the alias whose tier holds this member.
+func (mb *member) tierAlias() *alias { return mb.alias }
+
+// resolveKey reads a deployment's key at the moment of use.
+func (m *Module) resolveKey(p *Provider, env *callEnv) (string, error) {
+	var (
+		key string
+		err error
+	)
+	switch {
+	case p.APIKey.Secret != "":
+		if env.secret != nil {
+			key, err = env.secret(runtime.Secret{Name: p.APIKey.Secret})
+		} else {
+			key, err = m.secrets(p.APIKey.Secret)
+		}
+	case p.APIKey.Env != "":
+		key, err = m.secrets(p.APIKey.Env)
+	default:
+		return "", nil
+	}
+	if err != nil {
+		if !p.Type.NeedsKey() {
+			return "", nil
+		}
+		return "", fmt.Errorf("%s: %s", p.APIKey, provider.Scrub(err.Error(), key))
+	}
+	env.keys = append(env.keys, key)
+	return key, nil
+}
+
+// buildMessages turns a Request into the provider-neutral conversation.
+func buildMessages(req *Request) (*provider.Request, error) {
+	out := &provider.Request{System: req.System}
+	for i, msg := range req.Messages {
+		switch msg.Role {
+		case "system":
+			if out.System != "" {
+				out.System += "\n\n"
+			}
+			out.System += msg.Content
+		case "user", "assistant":
+			out.Messages = append(out.Messages, msg)
+		default:
+			return nil, permanent("invalid_argument", "llm: messages[%d]: role %q is not one of user, assistant, system", i, msg.Role)
+		}
+	}
+	if req.Prompt != "" {
+		out.Messages = append(out.Messages, provider.Message{Role: "user", Content: req.Prompt})
+	}
+	if len(out.Messages) == 0 {
+		return nil, permanent("invalid_argument", "llm: give a prompt, or messages with at least one user turn")
+	}
+	if out.Messages[len(out.Messages)-1].Role != "user" {
+		return nil, permanent("invalid_argument", "llm: the conversation must end with a user turn")
+	}
+	return out, nil
+}
+
+// requestDigest identifies a request for the response cache: the alias,
+// the conversation and the parameters that change the answer.
+func requestDigest(alias string, base *provider.Request, req *Request) string {
+	b, _ := json.Marshal(struct {
+		Alias       string             `json:"alias"`
+		System      string             `json:"system"`
+		Messages    []provider.Message `json:"messages"`
+		MaxTokens   int                `json:"max_tokens"`
+		Temperature *float64           `json:"temperature"`
+		Schema      map[string]any     `json:"schema"`
+	}{alias, base.System, base.Messages, req.MaxTokens, req.Temperature, req.Schema})
+	h := sha256.Sum256(b)
+	return hex.EncodeToString(h[:])
+}
