@@ -361,7 +361,7 @@ models:
 func TestCapacityAwareRoutingAvoidsAnExhaustedDeployment(t *testing.T) {
 	a := llmtest.New(t, llmtest.OpenAI, "a", "")
 	b := llmtest.New(t, llmtest.OpenAI, "b", "")
-	a.SetHeader(llmtest.CapacityHeaders(llmtest.OpenAI, 0, 150000, time.Minute))  // no requests left this minute
+	a.SetHeader(llmtest.CapacityHeaders(llmtest.OpenAI, 0, 150000, time.Minute))   // no requests left this minute
 	b.SetHeader(llmtest.CapacityHeaders(llmtest.OpenAI, 400, 150000, time.Minute)) // 400 of 500 left
 	h := newHarness(t, parse(t, `
 providers:
@@ -608,7 +608,9 @@ func TestAzureRegionsAndCompatibleServer(t *testing.T) {
 	east := llmtest.New(t, llmtest.Azure, "eastus", azureKey)
 	west := llmtest.New(t, llmtest.Azure, "westeurope", azureKey)
 	local := llmtest.New(t, llmtest.Compatible, "ollama", "")
-	east.Handle(func(*llmtest.Request) llmtest.Reply { return llmtest.Reply{Fault: llmtest.RateLimit, RetryAfter: 6 * time.Second} })
+	east.Handle(func(*llmtest.Request) llmtest.Reply {
+		return llmtest.Reply{Fault: llmtest.RateLimit, RetryAfter: 6 * time.Second}
+	})
 	h := newHarness(t, parse(t, `
 providers:
   azure-east: {type: azure, base_url: %s, api_version: "2024-10-21"}
