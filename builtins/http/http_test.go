@@ -203,3 +203,22 @@ func TestFlakyAPIScriptReportsFailedCharges(t *testing.T) {
 		t.Fatal("charged without the token")
 	}
 }
+
+func TestURLQueryIsSentAsWritten(t *testing.T) {
+	// A presigned URL breaks if its query is re-ordered or re-encoded.
+	srv := newServer(t, statuses(200))
+	h := newHarness(t, sfhttp.Options{Retry: fast})
+	h.result("q", `
+def main(input):
+    http.get(input["url"] + "/o?z=1&a=x%20y&X-Amz-Signature=ab%2Fcd+ef")
+    http.get(input["url"] + "/o?z=1", params = {"y": "a b", "b": 2})
+    return {}
+`, input(srv.URL))
+	reqs := srv.requests()
+	if reqs[0].Query != "z=1&a=x%20y&X-Amz-Signature=ab%2Fcd+ef" || reqs[1].Query != "z=1&y=a+b&b=2" {
+		t.Fatalf("queries %q, %q", reqs[0].Query, reqs[1].Query)
+	}
+	if d := h.details("q")["1"]; !strings.Contains(d.URL, "X-Amz-Signature=REDACTED") {
+		t.Fatalf("detail url %s", d.URL)
+	}
+}

@@ -94,51 +94,59 @@ func (m *Module) prepare(c *sfrt.Call, method string) (*prepared, error) {
 		return nil, err
 	}
 
-	// Query: the URL's own, then params=.
-	q := u.Query()
-	shown := u.Query()
-	for k, vs := range shown {
+	// Query: the URL's own, kept byte for byte (a signed URL must not be
+	// re-encoded), then params= in dict order.
+	for k, vs := range u.Query() {
 		if sensitiveName(k) {
-			for i := range vs {
-				b.scrub.add(vs[i], redacted)
-				vs[i] = redacted
+			for _, v := range vs {
+				b.scrub.add(v, redacted)
 			}
 		}
 	}
+	display := redactURL(u.String())
 	if params != nil && params != starlark.None {
 		d, ok := params.(*starlark.Dict)
 		if !ok {
 			return nil, invalid("%s: params must be a dict, got %s", c.Builtin, params.Type())
 		}
+		var real, shown []string
 		for _, kv := range d.Items() {
 			k, ok := kv[0].(starlark.String)
 			if !ok {
 				return nil, invalid("%s: params keys must be strings, got %s", c.Builtin, kv[0].Type())
 			}
+			key := url.QueryEscape(string(k))
 			err := b.each(kv[1], func(v starlark.Value) error {
-				real, disp, err := b.text(v, "params["+string(k)+"]", sensitiveName(string(k)))
+				r, disp, err := b.text(v, "params["+string(k)+"]", sensitiveName(string(k)))
 				if err != nil {
 					return err
 				}
-				q.Add(string(k), real)
-				shown.Add(string(k), disp)
+				real = append(real, key+"="+url.QueryEscape(r))
+				if disp != r {
+					shown = append(shown, key+"="+disp) // a marker: REDACTED, <secret NAME>
+				} else {
+					shown = append(shown, key+"="+url.QueryEscape(r))
+				}
 				return nil
 			})
 			if err != nil {
 				return nil, err
 			}
 		}
-	}
-	u.RawQuery = q.Encode()
-	du := *u
-	du.RawQuery = shown.Encode()
-	if du.User != nil {
-		if _, ok := du.User.Password(); ok {
-			du.User = url.UserPassword(du.User.Username(), redacted)
+		if len(real) > 0 {
+			sep := "?"
+			if u.RawQuery != "" {
+				u.RawQuery += "&"
+				sep = "&"
+			} else if u.ForceQuery {
+				sep = ""
+			}
+			u.RawQuery += strings.Join(real, "&")
+			display += sep + strings.Join(shown, "&")
 		}
 	}
 	p.url = u
-	p.display = du.String()
+	p.display = display
 
 	// Headers.
 	if headers != nil && headers != starlark.None {
