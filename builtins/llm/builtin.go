@@ -196,6 +196,7 @@ func (r *Result) Value() (starlark.Value, error) {
 	usage := starlarkstruct.FromStringDict(starlarkstruct.Default, starlark.StringDict{
 		"input_tokens":  starlark.MakeInt(r.Usage.InputTokens),
 		"output_tokens": starlark.MakeInt(r.Usage.OutputTokens),
+		"cost_usd":      starlark.Float(r.CostUSD),
 	})
 	return starlarkstruct.FromStringDict(starlarkstruct.Default, starlark.StringDict{
 		"text":       starlark.String(r.Text),

@@ -42,6 +42,7 @@ type Result struct {
 	Provider   string          `json:"provider"`
 	Deployment string          `json:"deployment"`
 	Usage      provider.Usage  `json:"usage"`
+	CostUSD    float64         `json:"cost_usd"`   // from the deployment's prices; 0 when none are configured
 	LatencyMS  int64           `json:"latency_ms"` // of the request that answered
 	Attempts   int             `json:"attempts"`   // provider requests this call made
 	Tier       int             `json:"tier"`       // 1-based position in the fallback chain; 0 for a template
@@ -379,14 +380,14 @@ func (m *Module) route(ctx context.Context, a *alias, base *provider.Request, re
 						hint = fmt.Sprintf(" — check model %q of deployment %s", mb.cfg.Model, mb.cfg.Name)
 					}
 					env.log.Error().Bool("alert", true).Str("deployment", mb.cfg.Name).Str("class", ae.class).Str("error", provider.Scrub(ae.Error(), env.keys...)).Msg("llm: request rejected; not retrying")
-					return fail(ae.class, false, "llm(model=%q): %s rejected the request: %s%s (not retried)", a.cfg.Name, where, ae.Error(), hint)
+					return fail(ae.class, false, "llm: model %q: %s rejected the request: %s%s (not retried)", a.cfg.Name, where, ae.Error(), hint)
 				case provider.ClassContextLength:
 					reroute = true
 					break chain
 				case provider.ClassRefusal:
-					return m.refused(a, cur, mb, ae, ti+1, n, tr)
+					return m.refused(a, cur, mb, ae, sch, ti+1, n, tr)
 				case "invalid_output":
-					return fail("invalid_output", false, "llm(model=%q): %s: %s", a.cfg.Name, where, ae.Error())
+					return fail("invalid_output", false, "llm: model %q: %s: %s", a.cfg.Name, where, ae.Error())
 				case provider.ClassQuota:
 				default:
 					retryable = true
@@ -399,7 +400,7 @@ func (m *Module) route(ctx context.Context, a *alias, base *provider.Request, re
 		if reroute || (!attempted && ctxSkips > 0 && otherSkips == 0) {
 			next := cur.cfg.ContextFallback
 			if next == "" || reroutes >= 3 || m.aliases[next] == nil {
-				return fail(string(provider.ClassContextLength), false, "llm(model=%q): the prompt (about %d tokens) is too long for model %s and it has no context_fallback: %s",
+				return fail(string(provider.ClassContextLength), false, "llm: model %q: the prompt (about %d tokens) is too long for model %s and it has no context_fallback: %s",
 					a.cfg.Name, estIn, cur.cfg.Name, fl.summary())
 			}
 			reroutes++
@@ -449,12 +450,12 @@ func (m *Module) route(ctx context.Context, a *alias, base *provider.Request, re
 		if summary == "" {
 			summary = "nothing was tried"
 		}
-		return fail("timeout", true, "llm(model=%q): no answer before the deadline (%d attempts): %s", a.cfg.Name, n, summary)
+		return fail("timeout", true, "llm: model %q: no answer before the deadline (%d attempts): %s", a.cfg.Name, n, summary)
 	}
 	if fl.n == 0 {
-		return fail("unavailable", true, "llm(model=%q): no deployment could take the call", a.cfg.Name)
+		return fail("unavailable", true, "llm: model %q: no deployment could take the call", a.cfg.Name)
 	}
-	return fail(fl.kind(), true, "llm(model=%q): no deployment answered (%d attempts): %s", a.cfg.Name, n, fl.summary())
+	return fail(fl.kind(), true, "llm: model %q: no deployment answered (%d attempts): %s", a.cfg.Name, n, fl.summary())
 }
 
 // nextAvailable reports whether any member of the chain can take a call
@@ -477,21 +478,29 @@ func (m *Module) nextAvailable(a *alias, now time.Time, est int) (time.Time, boo
 
 // refused handles a content-policy refusal: the alias's safe response, or
 // an error of kind "refusal" a script can route to a human.
-func (m *Module) refused(a, cur *alias, mb *member, ae *attemptError, tierN, n int, tr *trace) (*Result, *routeFailure) {
-	safe := cur.cfg.OnRefusal
+// With a schema, a safe response that is valid JSON for it is also
+// returned as json.
+func (m *Module) refused(a, cur *alias, mb *member, ae *attemptError, sch *compiledSchema, tierN, n int, tr *trace) (*Result, *routeFailure) {
+	safe := a.cfg.OnRefusal
 	if safe == nil {
-		safe = a.cfg.OnRefusal
+		safe = cur.cfg.OnRefusal
 	}
 	if safe != nil {
 		tr.Outcome = "refused"
-		return &Result{Text: *safe, Model: mb.cfg.Model, Provider: mb.cfg.Provider, Deployment: mb.cfg.Name, Attempts: n, Tier: tierN, Refused: true}, nil
+		r := &Result{Text: *safe, Model: mb.cfg.Model, Provider: mb.cfg.Provider, Deployment: mb.cfg.Name, Attempts: n, Tier: tierN, Refused: true}
+		if sch != nil {
+			if js, err := sch.check(*safe); err == nil {
+				r.JSON = js
+			}
+		}
+		return r, nil
 	}
 	said := ""
 	if ae.perr != nil && ae.perr.Text != "" {
 		said = fmt.Sprintf(" (it said: %q)", truncateText(ae.perr.Text, 200))
 	}
 	return nil, &routeFailure{err: permanent("refusal",
-		"llm(model=%q): %s refused to answer: %s%s; set on_refusal for the model to answer with a safe response, or catch kind \"refusal\" with attempt() and ask a human",
+		"llm: model %q: %s refused to answer: %s%s; set on_refusal for the model to answer with a safe response, or catch kind \"refusal\" with attempt() and ask a human",
 		a.cfg.Name, mb.describe(), ae.Error(), said), attempts: n}
 }
 
@@ -583,6 +592,10 @@ func (m *Module) attempt(ctx context.Context, mb *member, base *provider.Request
 					provider.Message{Role: "assistant", Content: resp.Text},
 					provider.Message{Role: "user", Content: "That answer is not valid: " + verr.Error() + ". Reply again with only the JSON value, matching the schema."})
 				preq.Messages = msgs
+				if req.Key != "" {
+					// A different body: a different idempotency key.
+					preq.IdempotencyKey = fmt.Sprintf("%s/repair-%d", req.Key, repair+1)
+				}
 				continue
 			}
 		}
@@ -592,7 +605,8 @@ func (m *Module) attempt(ctx context.Context, mb *member, base *provider.Request
 		if model == "" {
 			model = mb.cfg.Model
 		}
-		return &Result{Text: resp.Text, JSON: js, Model: model, Provider: mb.cfg.Provider, Deployment: mb.cfg.Name, Usage: usage, LatencyMS: lat.Milliseconds()}, nil
+		cost := (float64(usage.InputTokens)*mb.cfg.InputPrice + float64(usage.OutputTokens)*mb.cfg.OutputPrice) / 1e6
+		return &Result{Text: resp.Text, JSON: js, Model: model, Provider: mb.cfg.Provider, Deployment: mb.cfg.Name, Usage: usage, CostUSD: cost, LatencyMS: lat.Milliseconds()}, nil
 	}
 }
 

@@ -357,22 +357,62 @@ type validator struct {
 	errs []error
 }
 
-// line finds the line of the node at path (keys and indexes), falling
-// back to its closest existing ancestor.
+// line finds the line of the node at path (keys and indexes): the line of
+// the key for a key, falling back to the closest existing ancestor.
 func (v *validator) line(path ...any) int {
 	for n := len(path); n > 0; n-- {
-		b := (&yaml.PathBuilder{}).Root()
-		for _, p := range path[:n] {
-			switch p := p.(type) {
-			case string:
-				b = b.Child(p)
-			case int:
-				b = b.Index(uint(p))
+		if key, ok := path[n-1].(string); ok {
+			if parent := v.node(path[:n-1]); parent != nil {
+				if l := keyLine(parent, key); l > 0 {
+					return l
+				}
 			}
+			continue
 		}
-		node, err := b.Build().FilterFile(v.ast)
-		if err == nil && node != nil && node.GetToken() != nil {
+		if node := v.node(path[:n]); node != nil && node.GetToken() != nil {
 			return node.GetToken().Position.Line
+		}
+	}
+	return 0
+}
+
+func (v *validator) node(path []any) ast.Node {
+	if len(path) == 0 {
+		if len(v.ast.Docs) == 0 {
+			return nil
+		}
+		return v.ast.Docs[0].Body
+	}
+	b := (&yaml.PathBuilder{}).Root()
+	for _, p := range path {
+		switch p := p.(type) {
+		case string:
+			b = b.Child(p)
+		case int:
+			b = b.Index(uint(p))
+		}
+	}
+	node, err := b.Build().FilterFile(v.ast)
+	if err != nil {
+		return nil
+	}
+	return node
+}
+
+// keyLine returns the line of key in a mapping node, or 0.
+func keyLine(n ast.Node, key string) int {
+	var values []*ast.MappingValueNode
+	switch m := n.(type) {
+	case *ast.MappingNode:
+		values = m.Values
+	case *ast.MappingValueNode:
+		values = []*ast.MappingValueNode{m}
+	default:
+		return 0
+	}
+	for _, mv := range values {
+		if mv.Key != nil && mv.Key.GetToken() != nil && mv.Key.GetToken().Value == key {
+			return mv.Key.GetToken().Position.Line
 		}
 	}
 	return 0
