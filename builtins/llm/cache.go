@@ -74,6 +74,9 @@ func (m *Module) load(ctx context.Context, k string) *cacheEntry {
 // idempotent returns the answer already obtained for this call key, if the
 // request is the same.
 func (m *Module) idempotent(ctx context.Context, key, digest string) *Result {
+	if m.kv == nil {
+		return nil
+	}
 	e := m.load(ctx, idemPrefix+key)
 	if e == nil || e.Digest != digest {
 		return nil

@@ -3,11 +3,13 @@ package llm
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strconv"
 	"strings"
 	"time"
 
@@ -65,6 +67,22 @@ type callEnv struct {
 func (m *Module) Complete(ctx context.Context, req Request) (*Result, error) {
 	return m.complete(ctx, &req, &callEnv{log: m.log})
 }
+
+// callCtx is a call's context and deadline, with the buffers of its
+// trace (one allocation per call).
+type callCtx struct {
+	context.Context // the caller's; its end is an interruption, not an outcome
+	deadline        time.Time
+	trace           trace
+	attBuf          [2]attemptRecord
+	base            provider.Request // the conversation, provider-neutral
+	msgBuf          [2]provider.Message
+	preq            provider.Request // the request of the current attempt
+}
+
+// over reports whether the call must stop: its deadline passed or its
+// caller is gone.
+func (c *callCtx) over() bool { return c.Err() != nil || !time.Now().Before(c.deadline) }
 
 // trace is the call's journal detail (Call.SetDetail): what was tried,
 // skipped and waited for. It never holds keys.
@@ -180,7 +198,7 @@ func (f *failures) kind() string {
 		}
 	}
 	switch k {
-	case string(provider.ClassRateLimit), string(provider.ClassQuota):
+	case string(provider.ClassRateLimit), string(provider.ClassQuota), string(provider.ClassAuth):
 		return k
 	}
 	return "unavailable"
@@ -210,8 +228,10 @@ func (m *Module) complete(parent context.Context, req *Request, env *callEnv) (r
 	if a == nil {
 		return nil, permanent("unknown_model", "llm: no model alias %q in the configuration (%s); aliases: %s", name, m.cfg.Source, strings.Join(m.Aliases(), ", "))
 	}
-	base, err := buildMessages(req)
-	if err != nil {
+	cc := &callCtx{Context: parent}
+	base := &cc.base
+	base.Messages = cc.msgBuf[:0]
+	if err := buildMessages(req, base); err != nil {
 		return nil, err
 	}
 	var sch *compiledSchema
@@ -224,10 +244,13 @@ func (m *Module) complete(parent context.Context, req *Request, env *callEnv) (r
 	if deadline.IsZero() {
 		deadline = started.Add(a.cfg.Deadline)
 	}
-	ctx, cancel := context.WithDeadline(parent, deadline)
-	defer cancel()
-	digest := requestDigest(name, base, req)
-	tr := &trace{Alias: name, Digest: digest[:16]}
+	if d, ok := parent.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	cc.deadline = deadline
+	digest := requestDigest(name, base, req, sch)
+	tr := &cc.trace
+	tr.Alias, tr.Digest, tr.Attempts = name, digest[:16], cc.attBuf[:0]
 	defer func() {
 		tr.TotalMS = time.Since(started).Milliseconds()
 		if err != nil && tr.Outcome == "" {
@@ -246,7 +269,7 @@ func (m *Module) complete(parent context.Context, req *Request, env *callEnv) (r
 			return r, nil
 		}
 	}
-	res, fail := m.route(ctx, a, base, req, sch, tr, env)
+	res, fail := m.route(cc, a, base, req, sch, tr, env)
 	if res != nil {
 		if tr.Outcome == "" {
 			tr.Outcome = "answered"
@@ -298,7 +321,7 @@ type routeFailure struct {
 
 // route runs the fallback chain in rounds until a deployment answers, a
 // failure ends the call, the rounds are used up, or the deadline passes.
-func (m *Module) route(ctx context.Context, a *alias, base *provider.Request, req *Request, sch *compiledSchema, tr *trace, env *callEnv) (*Result, *routeFailure) {
+func (m *Module) route(ctx *callCtx, a *alias, base *provider.Request, req *Request, sch *compiledSchema, tr *trace, env *callEnv) (*Result, *routeFailure) {
 	estIn := 0
 	for _, msg := range base.Messages {
 		estIn += provider.EstimateTokens(msg.Content)
@@ -325,7 +348,7 @@ func (m *Module) route(ctx context.Context, a *alias, base *provider.Request, re
 		for ti, t := range cur.chain {
 			var tried []*member
 			for {
-				if ctx.Err() != nil {
+				if ctx.over() {
 					break chain
 				}
 				mb, skips := t.pick(m.now(), estIn, tried)
@@ -394,7 +417,7 @@ func (m *Module) route(ctx context.Context, a *alias, base *provider.Request, re
 				}
 			}
 		}
-		if ctx.Err() != nil {
+		if ctx.over() {
 			break
 		}
 		if reroute || (!attempted && ctxSkips > 0 && otherSkips == 0) {
@@ -419,17 +442,19 @@ func (m *Module) route(ctx context.Context, a *alias, base *provider.Request, re
 		wait := policy.Delay(round, rand.Float64())
 		reason := "backoff"
 		now := m.now()
-		if first, open := m.nextAvailable(cur, now, estIn); !open {
-			if first.IsZero() && !retryable {
-				break // nothing will change by waiting
-			}
+		first, open := m.nextAvailable(cur, now, estIn)
+		if !retryable && (open || first.IsZero()) {
+			// Nothing transient happened, and no deployment is waiting
+			// out a cooldown or a rate-limit window: waiting changes
+			// nothing.
+			break
+		}
+		if !open {
 			if d := first.Sub(now); d > wait {
 				wait, reason = d, "until a deployment's cooldown or rate-limit window ends"
 			}
-		} else if !retryable && fl.n == 0 {
-			break
 		}
-		if dl, ok := ctx.Deadline(); ok && time.Now().Add(wait).After(dl) {
+		if time.Now().Add(wait).After(ctx.deadline) {
 			tr.Waits = append(tr.Waits, waitRecord{AfterRound: round, WaitMS: wait.Milliseconds(), Reason: "not waiting: the deadline comes first"})
 			break
 		}
@@ -441,11 +466,11 @@ func (m *Module) route(ctx context.Context, a *alias, base *provider.Request, re
 		case <-ctx.Done():
 			t.Stop()
 		}
-		if ctx.Err() != nil {
+		if ctx.over() {
 			break
 		}
 	}
-	if ctx.Err() != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+	if ctx.Err() == nil && !time.Now().Before(ctx.deadline) {
 		summary := fl.summary()
 		if summary == "" {
 			summary = "nothing was tried"
@@ -455,7 +480,8 @@ func (m *Module) route(ctx context.Context, a *alias, base *provider.Request, re
 	if fl.n == 0 {
 		return fail("unavailable", true, "llm: model %q: no deployment could take the call", a.cfg.Name)
 	}
-	return fail(fl.kind(), true, "llm: model %q: no deployment answered (%d attempts): %s", a.cfg.Name, n, fl.summary())
+	kind := fl.kind()
+	return fail(kind, kind != string(provider.ClassAuth), "llm: model %q: no deployment answered (%d attempts): %s", a.cfg.Name, n, fl.summary())
 }
 
 // nextAvailable reports whether any member of the chain can take a call
@@ -514,9 +540,10 @@ func truncateText(s string, n int) string {
 // attempt sends the request to one deployment, repairing invalid
 // structured output up to the alias's limit. It reports the outcome to the
 // deployment's breaker through done.
-func (m *Module) attempt(ctx context.Context, mb *member, base *provider.Request, req *Request, sch *compiledSchema, key string,
+func (m *Module) attempt(ctx *callCtx, mb *member, base *provider.Request, req *Request, sch *compiledSchema, key string,
 	tierN, round int, n *int, est int, done func(error), tr *trace, env *callEnv) (*Result, error) {
-	preq := *base
+	ctx.preq = *base
+	preq := &ctx.preq
 	preq.Model = mb.cfg.Model
 	preq.MaxTokens = req.MaxTokens
 	preq.Temperature = req.Temperature
@@ -533,9 +560,13 @@ func (m *Module) attempt(ctx context.Context, mb *member, base *provider.Request
 	for repair := 0; ; repair++ {
 		*n++
 		mb.st.begin(m.now(), est)
-		actx, cancel := context.WithTimeout(ctx, timeout)
 		t0 := time.Now()
-		resp, err := mb.client.Complete(actx, &preq, key)
+		until := t0.Add(timeout)
+		if ctx.deadline.Before(until) {
+			until = ctx.deadline
+		}
+		actx, cancel := context.WithDeadline(ctx.Context, until)
+		resp, err := mb.client.Complete(actx, preq, key)
 		lat := time.Since(t0)
 		cancel()
 		rec := attemptRecord{N: *n, Round: round, Tier: tierN, Alias: mb.tierAlias().cfg.Name, Deployment: mb.cfg.Name, Provider: mb.cfg.Provider,
@@ -551,7 +582,7 @@ func (m *Module) attempt(ctx context.Context, mb *member, base *provider.Request
 			pe.Message = provider.Scrub(pe.Message, append(env.keys, key)...)
 			now := m.now()
 			mb.st.capacity(now, pe.RateLimit)
-			callDeadline := pe.Class == provider.ClassTimeout && ctx.Err() != nil
+			callDeadline := pe.Class == provider.ClassTimeout && !time.Now().Before(ctx.deadline)
 			if !callDeadline {
 				mb.st.failure(now, lat, pe, m.cfg.Health)
 			}
@@ -642,8 +673,8 @@ func (m *Module) resolveKey(p *Provider, env *callEnv) (string, error) {
 }
 
 // buildMessages turns a Request into the provider-neutral conversation.
-func buildMessages(req *Request) (*provider.Request, error) {
-	out := &provider.Request{System: req.System}
+func buildMessages(req *Request, out *provider.Request) error {
+	out.System = req.System
 	for i, msg := range req.Messages {
 		switch msg.Role {
 		case "system":
@@ -654,32 +685,42 @@ func buildMessages(req *Request) (*provider.Request, error) {
 		case "user", "assistant":
 			out.Messages = append(out.Messages, msg)
 		default:
-			return nil, permanent("invalid_argument", "llm: messages[%d]: role %q is not one of user, assistant, system", i, msg.Role)
+			return permanent("invalid_argument", "llm: messages[%d]: role %q is not one of user, assistant, system", i, msg.Role)
 		}
 	}
 	if req.Prompt != "" {
 		out.Messages = append(out.Messages, provider.Message{Role: "user", Content: req.Prompt})
 	}
 	if len(out.Messages) == 0 {
-		return nil, permanent("invalid_argument", "llm: give a prompt, or messages with at least one user turn")
+		return permanent("invalid_argument", "llm: give a prompt, or messages with at least one user turn")
 	}
 	if out.Messages[len(out.Messages)-1].Role != "user" {
-		return nil, permanent("invalid_argument", "llm: the conversation must end with a user turn")
+		return permanent("invalid_argument", "llm: the conversation must end with a user turn")
 	}
-	return out, nil
+	return nil
 }
 
 // requestDigest identifies a request for the response cache: the alias,
 // the conversation and the parameters that change the answer.
-func requestDigest(alias string, base *provider.Request, req *Request) string {
-	b, _ := json.Marshal(struct {
-		Alias       string             `json:"alias"`
-		System      string             `json:"system"`
-		Messages    []provider.Message `json:"messages"`
-		MaxTokens   int                `json:"max_tokens"`
-		Temperature *float64           `json:"temperature"`
-		Schema      map[string]any     `json:"schema"`
-	}{alias, base.System, base.Messages, req.MaxTokens, req.Temperature, req.Schema})
-	h := sha256.Sum256(b)
-	return hex.EncodeToString(h[:])
+func requestDigest(alias string, base *provider.Request, req *Request, sch *compiledSchema) string {
+	buf := make([]byte, 0, 512)
+	field := func(s string) {
+		buf = binary.BigEndian.AppendUint64(buf, uint64(len(s)))
+		buf = append(buf, s...)
+	}
+	field(alias)
+	field(base.System)
+	for _, m := range base.Messages {
+		field(m.Role)
+		field(m.Content)
+	}
+	buf = binary.BigEndian.AppendUint64(buf, uint64(req.MaxTokens))
+	if req.Temperature != nil {
+		buf = strconv.AppendFloat(append(buf, 't'), *req.Temperature, 'g', -1, 64)
+	}
+	if sch != nil {
+		field(sch.raw)
+	}
+	sum := sha256.Sum256(buf)
+	return hex.EncodeToString(sum[:])
 }

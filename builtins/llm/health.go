@@ -219,8 +219,11 @@ func (s *state) failure(now time.Time, lat time.Duration, e *provider.Error, h H
 		s.cool(now.Add(d), "a rate limit")
 	case provider.ClassQuota:
 		s.cool(now.Add(h.QuotaCooldown), "quota exhaustion")
-	case provider.ClassTimeout:
-		s.sample(now, 2*lat) // timeouts are penalised
+	case provider.ClassTimeout, provider.ClassServer, provider.ClassNetwork:
+		// Failures are penalised: they count as twice their duration, so a
+		// failing deployment is measured (never "unmeasured, try first")
+		// and drifts down the latency ranking.
+		s.sample(now, 2*lat)
 	}
 }
 

@@ -696,3 +696,92 @@ func TestInvalidArguments(t *testing.T) {
 		}
 	}
 }
+
+func TestMissingKeySkipsTheDeployment(t *testing.T) {
+	oa := llmtest.New(t, llmtest.OpenAI, "openai", "")
+	an := llmtest.New(t, llmtest.Anthropic, "anthropic", "")
+	h := newHarness(t, parse(t, `
+providers:
+  openai: {type: openai, base_url: %s, api_key: env(NOT_SET_ANYWHERE)}
+  anthropic: {type: anthropic, base_url: %s}
+models:
+  default:
+    deployments:
+      - {provider: openai, model: gpt-4o, tier: 1}
+      - {provider: anthropic, model: claude, tier: 2}
+  only:
+    deployments:
+      - {provider: openai, model: gpt-4o}
+`, oa.URL(), an.URL()))
+	res := h.one(`llm("hello")`)
+	if res["provider"] != "anthropic" || oa.Calls() != 0 {
+		t.Fatalf("result %v, openai calls %d", res, oa.Calls())
+	}
+	if !strings.Contains(fmt.Sprint(h.details("run-1")[0]["skipped"]), "env(NOT_SET_ANYWHERE)") {
+		t.Fatalf("detail %v", h.details("run-1")[0])
+	}
+	kind, msg := h.fails(`llm("hello", model="only")`)
+	if kind != "auth" || !strings.Contains(msg, "env(NOT_SET_ANYWHERE)") {
+		t.Fatalf("kind %q: %s", kind, msg)
+	}
+}
+
+// Concurrent calls share health state; run with -race.
+func TestConcurrentCallsShareHealth(t *testing.T) {
+	a := llmtest.New(t, llmtest.OpenAI, "a", "")
+	b := llmtest.New(t, llmtest.Anthropic, "b", "")
+	var n atomic.Int64
+	a.Handle(func(*llmtest.Request) llmtest.Reply {
+		switch n.Add(1) % 4 {
+		case 0:
+			return llmtest.Reply{Fault: llmtest.ServerError}
+		case 1:
+			return llmtest.Reply{Fault: llmtest.RateLimit, RetryAfter: 20 * time.Millisecond}
+		}
+		return llmtest.Reply{}
+	})
+	b.SetHeader(llmtest.CapacityHeaders(llmtest.Anthropic, 1000, 100000, time.Minute))
+	h := newHarness(t, parse(t, `
+providers:
+  a: {type: openai, base_url: %s}
+  b: {type: anthropic, base_url: %s}
+health: {min_requests: 20, cooldown: 100ms}
+models:
+  default:
+    strategy: latency
+    retry: {initial: 10ms}
+    deployments:
+      - {name: a, provider: a, model: m, rpm: 100000}
+      - {name: b, provider: b, model: m}
+  cap:
+    strategy: capacity
+    fallbacks: [default]
+    deployments:
+      - {name: a2, provider: a, model: m}
+      - {name: b2, provider: b, model: m}
+`, a.URL(), b.URL()))
+	errs := make(chan error, 64)
+	for g := 0; g < 16; g++ {
+		go func(g int) {
+			var err error
+			for i := 0; i < 20 && err == nil; i++ {
+				model := "default"
+				if (g+i)%2 == 0 {
+					model = "cap"
+				}
+				_, err = h.mod.Complete(bg, llm.Request{Prompt: fmt.Sprintf("g%d i%d", g, i), Model: model})
+			}
+			errs <- err
+		}(g)
+	}
+	for g := 0; g < 16; g++ {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Deployments of the same endpoint share one health state.
+	hs := h.mod.Health()
+	if len(hs) != 2 || fmt.Sprint(hs[0].Aliases) != "[cap default]" || hs[0].Calls+hs[1].Calls < 320 {
+		t.Fatalf("health: %+v", hs)
+	}
+}

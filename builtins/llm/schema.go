@@ -14,6 +14,7 @@ import (
 // compiledSchema is a JSON Schema ready to validate answers.
 type compiledSchema struct {
 	doc map[string]any // as given, sent to providers
+	raw string         // doc as JSON, for request digests
 	sch *jsonschema.Schema
 }
 
@@ -43,7 +44,7 @@ func (m *Module) schema(doc map[string]any) (*compiledSchema, error) {
 	if err != nil {
 		return nil, permanent("invalid_argument", "llm: invalid schema: %s", oneLine(err.Error()))
 	}
-	c = &compiledSchema{doc: doc, sch: s}
+	c = &compiledSchema{doc: doc, raw: string(raw), sch: s}
 	m.schemaMu.Lock()
 	if len(m.schemas) < 256 {
 		m.schemas[k] = c
