@@ -392,7 +392,7 @@ func (m *Module) route(ctx *callCtx, a *alias, base *provider.Request, req *Requ
 					return nil, &routeFailure{err: &runtime.Error{Kind: "cancelled", Message: aerr.Error()}, attempts: n}
 				}
 				where := fmt.Sprintf("tier %d %s", ti+1, mb.describe())
-				fl.add(where, ae.Error(), ae.class)
+				fl.add(mb.describe(), fmt.Sprintf("tier %d: %s", ti+1, ae.Error()), ae.class)
 				switch provider.Class(ae.class) {
 				case provider.ClassAuth, provider.ClassNotFound, provider.ClassBadRequest:
 					hint := ""
