@@ -19,9 +19,9 @@ func retryPolicyFn(thread *starlark.Thread, fn *starlark.Builtin, args starlark.
 	var (
 		maxAttempts                 = d.MaxAttempts
 		initial      starlark.Value = starlark.String(d.InitialInterval.String())
-		coefficient                 = d.BackoffCoefficient
+		coefficient  starlark.Value = starlark.Float(d.BackoffCoefficient)
 		maxInterval  starlark.Value = starlark.String(d.MaxInterval.String())
-		jitter                      = d.Jitter
+		jitter       starlark.Value = starlark.Float(d.Jitter)
 		nonRetryable *starlark.List
 	)
 	if err := starlark.UnpackArgs("retry_policy", args, kwargs,
@@ -35,9 +35,9 @@ func retryPolicyFn(thread *starlark.Thread, fn *starlark.Builtin, args starlark.
 	v := starlarkstruct.FromStringDict(starlark.String("retry_policy"), starlark.StringDict{
 		"max_attempts":  starlark.MakeInt(maxAttempts),
 		"initial":       initial,
-		"coefficient":   starlark.Float(coefficient),
+		"coefficient":   coefficient,
 		"max_interval":  maxInterval,
-		"jitter":        starlark.Float(jitter),
+		"jitter":        jitter,
 		"non_retryable": nonRetryable,
 	})
 	if _, err := RetryPolicyFrom(v); err != nil {
@@ -65,7 +65,7 @@ func RetryPolicyFrom(v starlark.Value) (runtime.RetryPolicy, error) {
 	case *starlarkstruct.Struct:
 		get = func(name string) (starlark.Value, error) {
 			x, err := v.Attr(name)
-			if err != nil || x == nil {
+			if err != nil || x == nil || x == starlark.None {
 				return nil, nil
 			}
 			return x, nil
@@ -79,7 +79,10 @@ func RetryPolicyFrom(v starlark.Value) (runtime.RetryPolicy, error) {
 			}
 		}
 		get = func(name string) (starlark.Value, error) {
-			x, _, err := v.Get(starlark.String(name))
+			x, found, err := v.Get(starlark.String(name))
+			if !found || x == starlark.None {
+				return nil, err
+			}
 			return x, err
 		}
 	default:
@@ -128,7 +131,7 @@ func RetryPolicyFrom(v starlark.Value) (runtime.RetryPolicy, error) {
 	if err := num("jitter", &p.Jitter); err != nil {
 		return p, err
 	}
-	if p.Jitter == 0 {
+	if x, _ := get("jitter"); x != nil && p.Jitter == 0 {
 		p.Jitter = -1 // an explicit 0 means no jitter, not "default"
 	}
 	if x, _ := get("non_retryable"); x != nil {
