@@ -17,20 +17,21 @@ import (
 	"github.com/starflow/starflow/runtime"
 )
 
-// Standard returns the standard journaled builtins: now, uuid, random and
-// sleep.
+// Standard returns the standard journaled builtins: now, uuid, random,
+// sleep, ask_human and wait_signal.
 func Standard() []*runtime.Builtin {
-	return []*runtime.Builtin{Now(), UUID(), Random(), Sleep()}
+	return append([]*runtime.Builtin{Now(), UUID(), Random(), Sleep()}, Human()...)
 }
 
-// Globals returns the standard deterministic helpers: log, attempt, secret
-// and retry_policy.
+// Globals returns the standard deterministic helpers: log, attempt, secret,
+// retry_policy and progress.
 func Globals() starlark.StringDict {
 	return starlark.StringDict{
 		"log":          starlark.NewBuiltin("log", logFn),
 		"attempt":      starlark.NewBuiltin("attempt", attemptFn),
 		"secret":       starlark.NewBuiltin("secret", secretFn),
 		"retry_policy": starlark.NewBuiltin("retry_policy", retryPolicyFn),
+		"progress":     starlark.NewBuiltin("progress", progressFn),
 	}
 }
 

@@ -58,6 +58,8 @@ func (r Record) DecodeCallCompleted() (CallCompleted, error) {
 			err = json.Unmarshal(val, &cc.Attempts)
 		case "detail":
 			cc.Detail = json.RawMessage(val)
+		case "consumed":
+			err = json.Unmarshal(val, &cc.Consumed)
 		case "duration_ns":
 			var n int64
 			n, err = strconv.ParseInt(string(val), 10, 64)

@@ -42,6 +42,13 @@ type Store interface {
 	// Blob returns the content stored under hash, or ErrNotFound.
 	Blob(ctx context.Context, hash string) ([]byte, error)
 
+	// Deliver durably appends a message to a run's inbox and returns its
+	// sequence number (1, 2, ... per run). The run must exist.
+	Deliver(ctx context.Context, id string, m Message) (uint64, error)
+
+	// Inbox returns a run's messages with Seq >= from, in order.
+	Inbox(ctx context.Context, id string, from uint64) ([]Message, error)
+
 	// Close flushes pending writes and releases the store.
 	Close() error
 }
@@ -143,6 +150,7 @@ type Run struct {
 	Waiting    *Waiting        `json:"waiting,omitempty"`
 	Result     json.RawMessage `json:"result,omitempty"`
 	Error      *RunError       `json:"error,omitempty"`
+	Progress   json.RawMessage `json:"progress,omitempty"` // last value the script published with progress()
 }
 
 // Waiting describes what a waiting run waits for.
@@ -154,6 +162,25 @@ type Waiting struct {
 	Pos     string          `json:"pos,omitempty"`
 	Data    json.RawMessage `json:"data,omitempty"`
 }
+
+// Message is something sent to a run from outside: an answer to the
+// question it asks, or a named signal. Messages wait in the run's inbox, in
+// order, until a builtin consumes them; which call consumed which message
+// is journaled with the call (CallCompleted.Consumed), so replay is exact.
+type Message struct {
+	Seq   uint64          `json:"seq"`
+	Kind  string          `json:"kind"` // MessageAnswer or MessageSignal
+	Name  string          `json:"name,omitempty"`
+	Value json.RawMessage `json:"value"`
+	From  string          `json:"from,omitempty"` // who sent it
+	Time  time.Time       `json:"time"`
+}
+
+// Message kinds.
+const (
+	MessageAnswer = "answer"
+	MessageSignal = "signal"
+)
 
 var idPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
 

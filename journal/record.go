@@ -20,6 +20,8 @@ const (
 	TypeLog           Type = 5 // payload Log
 	TypeRunResumed    Type = 6 // payload RunResumed
 	TypeRunFinished   Type = 7 // payload RunFinished
+	TypeProgress      Type = 8 // payload Progress
+	TypeMessage       Type = 9 // payload Message; used in inboxes, not journals
 )
 
 var typeNames = map[Type]string{
@@ -30,6 +32,8 @@ var typeNames = map[Type]string{
 	TypeLog:           "log",
 	TypeRunResumed:    "run.resumed",
 	TypeRunFinished:   "run.finished",
+	TypeProgress:      "progress",
+	TypeMessage:       "message",
 }
 
 func (t Type) String() string {
@@ -167,6 +171,7 @@ type CallCompleted struct {
 	Attempts []Attempt       `json:"attempts,omitempty"`
 	Detail   json.RawMessage `json:"detail,omitempty"`
 	Duration time.Duration   `json:"duration_ns"`
+	Consumed []uint64        `json:"consumed,omitempty"` // inbox messages the call took
 }
 
 // CallError is a journaled builtin failure; replay raises it again.
@@ -200,6 +205,12 @@ type Log struct {
 	Message string          `json:"msg"`
 	Fields  json.RawMessage `json:"fields,omitempty"`
 	Pos     string          `json:"pos,omitempty"`
+}
+
+// Progress is a value the script published with progress().
+type Progress struct {
+	Value json.RawMessage `json:"value"`
+	Pos   string          `json:"pos,omitempty"`
 }
 
 // RunResumed marks a new execution of an existing run (after a crash, a

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -46,6 +47,14 @@ type Builtin struct {
 	// values (see Secret) are always journaled by name only and need no
 	// redaction. Redact must not modify its inputs.
 	Redact func(args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Tuple, []starlark.Tuple)
+
+	// Accept, if set, is consulted when a message (an answer, a signal) is
+	// sent to a run that waits in this builtin. It returns an error to
+	// refuse the message (it is then not stored, and the sender is told
+	// why), and whether the message lets the wait end (so the run should
+	// be resumed now). Without Accept, answers are refused and signals are
+	// stored without waking the run.
+	Accept func(wait *journal.Waiting, m *journal.Message) (wake bool, err error)
 }
 
 // Func makes a Builtin from a Go function that works on plain Go values:
@@ -90,9 +99,39 @@ type Call struct {
 	// Log is the run's logger, with run and step fields set.
 	Log zerolog.Logger
 
-	rt     *Runtime
-	run    *run
-	detail json.RawMessage
+	rt       *Runtime
+	run      *run
+	detail   json.RawMessage
+	consumed []uint64
+}
+
+// Messages returns the messages of a kind (journal.MessageAnswer,
+// journal.MessageSignal) sent to the run and not yet consumed by a
+// completed call, oldest first; name, if not empty, selects signals by
+// name.
+func (c *Call) Messages(ctx context.Context, kind, name string) ([]journal.Message, error) {
+	all, err := c.rt.store.Inbox(ctx, c.RunID, 1)
+	if err != nil {
+		return nil, err
+	}
+	var out []journal.Message
+	for _, m := range all {
+		if m.Kind != kind || (name != "" && m.Name != name) || c.run.consumed[m.Seq] || slices.Contains(c.consumed, m.Seq) {
+			continue
+		}
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+// Consume marks a message as taken by this call. The consumption is
+// journaled with the call's completion, so a replay knows the message is
+// gone; if the call does not complete (a crash), the message is offered
+// again.
+func (c *Call) Consume(m journal.Message) {
+	if !slices.Contains(c.consumed, m.Seq) {
+		c.consumed = append(c.consumed, m.Seq)
+	}
 }
 
 // RunValue returns a run-scoped setting stored with SetRunValue, or nil.

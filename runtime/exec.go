@@ -57,10 +57,14 @@ type run struct {
 	fatal             error
 	stats             ExecStats
 
-	cancelMu sync.Mutex
-	cancelBy string
+	cancelMu    sync.Mutex // guards cancelBy, currentWait and progress, read by other goroutines
+	cancelBy    string
+	currentWait *journal.Waiting // while waiting in process
+	progress    json.RawMessage
 
-	values map[string]any // run-scoped settings (SetRunValue)
+	values    map[string]any  // run-scoped settings (SetRunValue)
+	consumed  map[uint64]bool // inbox messages consumed by completed calls
+	metaDirty bool            // meta changed since the last write (progress)
 }
 
 type moduleEntry struct {
@@ -177,6 +181,9 @@ func (r *run) cancelRequested() string {
 // execute replays and continues a run. resumed says whether this is a
 // continuation (as opposed to the first execution after Start).
 func (rt *Runtime) execute(ctx context.Context, id string, resumed bool) (*Outcome, error) {
+	if rt.draining() {
+		return nil, ErrInterrupted
+	}
 	r, err := rt.claim(id)
 	if err != nil {
 		return nil, err
@@ -236,6 +243,8 @@ func (r *run) load(meta *journal.Run, recs []journal.Record) error {
 		return err
 	}
 	r.index = make(map[string]*recordedCall)
+	r.consumed = make(map[uint64]bool)
+	r.progress = meta.Progress
 	for _, rec := range recs[1:] {
 		switch rec.Type {
 		case journal.TypeCallStarted:
@@ -266,6 +275,9 @@ func (r *run) load(meta *journal.Run, recs []journal.Record) error {
 			}
 			rc.completed = &cc
 			r.recordedCompleted++
+			for _, seq := range cc.Consumed {
+				r.consumed[seq] = true
+			}
 		}
 	}
 	r.nextSeq = uint64(len(recs)) + 1
@@ -378,6 +390,7 @@ func (r *run) add(t journal.Type, payload any) {
 
 // flush writes pending records (and the metadata, if withMeta).
 func (r *run) flush(durable, withMeta bool) error {
+	withMeta = withMeta || r.metaDirty
 	if len(r.pending) == 0 && !withMeta {
 		return nil
 	}
@@ -393,6 +406,9 @@ func (r *run) flush(durable, withMeta bool) error {
 		return &storeFailure{err}
 	}
 	r.pending = r.pending[:0]
+	if withMeta {
+		r.metaDirty = false
+	}
 	return nil
 }
 
@@ -455,6 +471,10 @@ func (r *run) call(thread *starlark.Thread, b *Builtin, args starlark.Tuple, kwa
 	}
 	if by := r.cancelRequested(); by != "" {
 		return nil, r.setFatal(&cancelled{by})
+	}
+	if r.rt.draining() {
+		// Shutting down: stop at this boundary, resumable.
+		return nil, r.setFatal(interrupted{})
 	}
 	pos := callerPos(thread, 1)
 	r.calls++
@@ -574,7 +594,7 @@ func (r *run) live(b *Builtin, step, pos string, args starlark.Tuple, kwargs []s
 		break
 	}
 
-	cc := journal.CallCompleted{Step: step, Attempts: attempts, Detail: c.detail, Duration: r.rt.now().Sub(start)}
+	cc := journal.CallCompleted{Step: step, Attempts: attempts, Detail: c.detail, Duration: r.rt.now().Sub(start), Consumed: c.consumed}
 	if failure == nil {
 		enc, err := value.Encode(v)
 		if err != nil {
@@ -590,6 +610,9 @@ func (r *run) live(b *Builtin, step, pos string, args starlark.Tuple, kwargs []s
 	r.add(journal.TypeCallCompleted, cc)
 	if err := r.flushCall(); err != nil {
 		return nil, r.setFatal(err)
+	}
+	for _, seq := range c.consumed {
+		r.consumed[seq] = true
 	}
 	r.stats.Executed++
 	outcome := "ok"
@@ -628,19 +651,21 @@ func (r *run) suspend(c *Call, b *Builtin, s *Suspend, pos string) (bool, error)
 		}
 		c.Wait = &w
 	}
+	waiting := &journal.Waiting{Step: c.Step, Builtin: b.Name, Reason: s.Reason, Until: w.Until, Pos: pos, Data: w.Data}
 	if w.Until != nil && r.rt.opts.MaxInlineWait >= 0 {
 		d := w.Until.Sub(r.rt.now())
 		if d <= r.rt.opts.MaxInlineWait {
 			r.log.Info().Str("step", c.Step).Str("builtin", b.Name).Str("outcome", "waiting").Dur("for", d).Msg("call")
-			if !r.pause(d) {
+			r.setCurrentWait(waiting)
+			ok := r.pause(d)
+			r.setCurrentWait(nil)
+			if !ok {
 				return false, r.stopped()
 			}
 			return true, nil
 		}
 	}
-	return false, r.setFatal(&suspended{waiting: &journal.Waiting{
-		Step: c.Step, Builtin: b.Name, Reason: s.Reason, Until: w.Until, Pos: pos, Data: w.Data,
-	}})
+	return false, r.setFatal(&suspended{waiting: waiting})
 }
 
 func sameWait(a, b *journal.CallWaiting) bool {
@@ -653,7 +678,7 @@ func sameWait(a, b *journal.CallWaiting) bool {
 // pause waits d, or until woken; false means the run was stopped.
 func (r *run) pause(d time.Duration) bool {
 	if d <= 0 {
-		return r.ctx.Err() == nil
+		return r.ctx.Err() == nil && !r.rt.draining()
 	}
 	t := time.NewTimer(d)
 	defer t.Stop()
@@ -664,7 +689,21 @@ func (r *run) pause(d time.Duration) bool {
 		return true
 	case <-r.ctx.Done():
 		return false
+	case <-r.rt.drain:
+		return false
 	}
+}
+
+func (r *run) setCurrentWait(w *journal.Waiting) {
+	r.cancelMu.Lock()
+	r.currentWait = w
+	r.cancelMu.Unlock()
+}
+
+func (r *run) waitingNow() *journal.Waiting {
+	r.cancelMu.Lock()
+	defer r.cancelMu.Unlock()
+	return r.currentWait
 }
 
 // stopped records why the run's context ended.
@@ -891,4 +930,28 @@ func RunValueOf(thread *starlark.Thread, key string) any {
 		return nil
 	}
 	return r.values[key]
+}
+
+// SetProgress publishes a run's current state (the progress() builtin): it
+// is readable from outside at once (Runtime.Progress) and stored with the
+// run. It is not a step; a replay re-publishes without journaling again.
+func SetProgress(thread *starlark.Thread, v starlark.Value) error {
+	r, _ := thread.Local(runKey).(*run)
+	if r == nil {
+		return fmt.Errorf("progress can only be called inside a starflow run")
+	}
+	enc, err := value.ToJSON(v)
+	if err != nil {
+		return fmt.Errorf("progress: %w", err)
+	}
+	r.cancelMu.Lock()
+	r.progress = enc
+	r.cancelMu.Unlock()
+	if r.replaying() {
+		return nil
+	}
+	r.add(journal.TypeProgress, journal.Progress{Value: enc, Pos: callerPos(thread, 1)})
+	r.meta.Progress = enc
+	r.metaDirty = true
+	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"regexp"
 	"sort"
 	"strings"
 	"sync"
@@ -77,6 +78,9 @@ type Runtime struct {
 
 	progMu sync.Mutex
 	progs  map[string]*compiled // compile cache by blob hash + dialect
+
+	drainOnce sync.Once
+	drain     chan struct{} // closed by Drain
 }
 
 // Default limits.
@@ -116,6 +120,7 @@ func New(store journal.Store, opts Options) (*Runtime, error) {
 		log:      opts.Logger,
 		active:   make(map[string]*run),
 		progs:    make(map[string]*compiled),
+		drain:    make(chan struct{}),
 	}
 	if err := rt.buildPredeclared(); err != nil {
 		return nil, err
@@ -511,6 +516,132 @@ func (rt *Runtime) Wake(id string) bool {
 	}
 	return true
 }
+
+// Drain makes every executing run stop at its next builtin boundary (an
+// in-flight call finishes and is journaled first) and in-process waits end
+// early; the runs are left resumable, their Start or Resume returning
+// ErrInterrupted. New executions are refused the same way. Drain is for
+// graceful shutdown; it cannot be undone.
+func (rt *Runtime) Drain() { rt.drainOnce.Do(func() { close(rt.drain) }) }
+
+func (rt *Runtime) draining() bool {
+	select {
+	case <-rt.drain:
+		return true
+	default:
+		return false
+	}
+}
+
+// Progress returns the value a run last published with progress(): live for
+// a run executing in this runtime, else as stored.
+func (rt *Runtime) Progress(ctx context.Context, id string) (json.RawMessage, error) {
+	rt.mu.Lock()
+	r := rt.active[id]
+	rt.mu.Unlock()
+	if r != nil {
+		r.cancelMu.Lock()
+		p := r.progress
+		r.cancelMu.Unlock()
+		if p != nil {
+			return p, nil
+		}
+	}
+	meta, err := rt.store.Run(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return meta.Progress, nil
+}
+
+// Waiting returns what a run waits on now, whether it waits in this
+// process (a short wait) or is suspended; nil if it is not waiting.
+func (rt *Runtime) Waiting(ctx context.Context, id string) (*journal.Waiting, error) {
+	rt.mu.Lock()
+	r := rt.active[id]
+	rt.mu.Unlock()
+	if r != nil {
+		return r.waitingNow(), nil
+	}
+	meta, err := rt.store.Run(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if meta.Status != journal.StatusWaiting {
+		return nil, nil
+	}
+	return meta.Waiting, nil
+}
+
+// Send delivers a message to a run's inbox: an answer to the question the
+// run waits on, or a named signal (kept in order until the script waits for
+// it). An answer the waiting builtin refuses (not one of the choices, not
+// valid for the schema) is not stored: the error says why and the run
+// keeps waiting. Send reports whether the message ends the run's current
+// wait, in which case the caller should resume the run (a run waiting in
+// this process is woken directly).
+func (rt *Runtime) Send(ctx context.Context, id string, m journal.Message) (journal.Message, bool, error) {
+	switch m.Kind {
+	case journal.MessageAnswer:
+	case journal.MessageSignal:
+		if !signalName.MatchString(m.Name) {
+			return m, false, invalidf("invalid signal name %q: use 1-128 characters from A-Z a-z 0-9 . _ -", m.Name)
+		}
+	default:
+		return m, false, invalidf("unknown message kind %q (want answer or signal)", m.Kind)
+	}
+	if len(m.Value) == 0 {
+		m.Value = json.RawMessage("null")
+	}
+	v, err := compactJSON(m.Value)
+	if err != nil {
+		return m, false, invalidf("the value is not valid JSON: %v", err)
+	}
+	m.Value = v
+	meta, err := rt.store.Run(ctx, id)
+	if errors.Is(err, journal.ErrNotFound) {
+		return m, false, invalidf("no run with id %s in this store", id)
+	}
+	if err != nil {
+		return m, false, err
+	}
+	if meta.Status.Final() {
+		return m, false, invalidf("run %s is %s; it takes no more messages", id, meta.Status)
+	}
+	w, err := rt.Waiting(ctx, id)
+	if err != nil {
+		return m, false, err
+	}
+	var b *Builtin
+	if w != nil {
+		b = rt.builtins[w.Builtin]
+	}
+	wake := false
+	if b != nil && b.Accept != nil {
+		wake, err = b.Accept(w, &m)
+		if err != nil {
+			return m, false, &InvalidError{Msg: fmt.Sprintf("%s rejected: %v; run %s keeps waiting", m.Kind, err, id)}
+		}
+	}
+	if m.Kind == journal.MessageAnswer && !wake {
+		// Answers are for the question being asked now, not for later.
+		if w == nil {
+			return m, false, invalidf("run %s is not waiting for an answer (status %s)", id, meta.Status)
+		}
+		return m, false, invalidf("run %s waits in %s, which takes no answers", id, w.Builtin)
+	}
+	seq, err := rt.store.Deliver(ctx, id, m)
+	if err != nil {
+		return m, false, err
+	}
+	m.Seq = seq
+	if wake {
+		rt.Wake(id)
+	}
+	return m, wake, nil
+}
+
+var signalName = regexp.MustCompile(`^[A-Za-z0-9._-]{1,128}$`)
 
 // Active returns the IDs of runs executing in this runtime now.
 func (rt *Runtime) Active() []string {

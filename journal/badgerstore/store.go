@@ -15,6 +15,8 @@
 //	m/<run-id>                 run metadata (JSON journal.Run)
 //	j/<run-id>/<seq:8 bytes>   journal record envelope (journal.Encode)
 //	b/sha256:<hex>             content-addressed blob (script sources)
+//	x/<run-id>/<seq:8 bytes>   inbox message envelope
+//	k/<key>                    scratch key-value state (journal.KV)
 //
 // # Caveats
 //
@@ -71,8 +73,10 @@ type Store struct {
 	closed  bool
 	wg      sync.WaitGroup
 
-	// lastSeq caches each run's last sequence number; owned by the committer.
+	// lastSeq caches each run's last sequence number, and lastMsg its
+	// inbox's; both owned by the committer.
 	lastSeq map[string]uint64
+	lastMsg map[string]uint64
 	// dirty is set by the committer when a non-durable write has not been
 	// synced yet; the background syncer clears it.
 	dirtyMu sync.Mutex
@@ -144,6 +148,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		writes:  make(chan *writeReq, 1024),
 		done:    make(chan struct{}),
 		lastSeq: make(map[string]uint64),
+		lastMsg: make(map[string]uint64),
 	}
 	owner := Owner{PID: os.Getpid(), Command: opts.Command, Since: time.Now().UTC(), Addr: opts.Addr}
 	ob, _ := json.Marshal(owner)
@@ -209,6 +214,16 @@ func journalKey(id string, seq uint64) []byte {
 
 func blobKey(hash string) []byte { return []byte("b/" + hash) }
 
+func inboxPrefix(id string) []byte { return []byte("x/" + id + "/") }
+
+func inboxKey(id string, seq uint64) []byte {
+	p := inboxPrefix(id)
+	k := make([]byte, len(p)+8)
+	copy(k, p)
+	binary.BigEndian.PutUint64(k[len(p):], seq)
+	return k
+}
+
 // Writes.
 
 type writeKind int
@@ -217,6 +232,7 @@ const (
 	writeCreate writeKind = iota
 	writeAppend
 	writeBlob
+	writeDeliver
 )
 
 type writeReq struct {
@@ -226,6 +242,7 @@ type writeReq struct {
 	run     *journal.Run
 	blob    []byte
 	hash    string
+	msg     *journal.Message
 	durable bool
 	err     error
 	done    chan error
@@ -289,6 +306,61 @@ func (s *Store) PutBlob(ctx context.Context, data []byte) (string, error) {
 	return hash, s.submit(ctx, &writeReq{kind: writeBlob, hash: hash, blob: buf, durable: true})
 }
 
+// Deliver implements journal.Store.
+func (s *Store) Deliver(ctx context.Context, id string, m journal.Message) (uint64, error) {
+	r := &writeReq{kind: writeDeliver, id: id, msg: &m, durable: true}
+	if err := s.submit(ctx, r); err != nil {
+		return 0, err
+	}
+	return r.msg.Seq, nil
+}
+
+// Inbox implements journal.Store.
+func (s *Store) Inbox(ctx context.Context, id string, from uint64) ([]journal.Message, error) {
+	if from == 0 {
+		from = 1
+	}
+	var out []journal.Message
+	err := s.db.View(func(txn *badger.Txn) error {
+		prefix := inboxPrefix(id)
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
+		defer it.Close()
+		for it.Seek(inboxKey(id, from)); it.ValidForPrefix(prefix); it.Next() {
+			k := it.Item().Key()
+			seq := binary.BigEndian.Uint64(k[len(prefix):])
+			var m journal.Message
+			err := it.Item().Value(func(v []byte) error {
+				rec, err := journal.DecodeRecord(id, seq, v)
+				if err != nil {
+					return err
+				}
+				return rec.Decode(&m)
+			})
+			if err != nil {
+				return err
+			}
+			out = append(out, m)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read inbox of run %s: %w", id, err)
+	}
+	return out, nil
+}
+
+func lastInboxSeq(txn *badger.Txn, id string) (uint64, error) {
+	prefix := inboxPrefix(id)
+	it := txn.NewIterator(badger.IteratorOptions{Reverse: true, Prefix: prefix})
+	defer it.Close()
+	it.Seek(append(append([]byte{}, prefix...), 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff))
+	if !it.ValidForPrefix(prefix) {
+		return 0, nil
+	}
+	k := it.Item().Key()
+	return binary.BigEndian.Uint64(k[len(prefix):]), nil
+}
+
 func cloneRun(r *journal.Run) *journal.Run {
 	if r == nil {
 		return nil
@@ -337,6 +409,7 @@ func (s *Store) apply(batch []*writeReq) {
 	defer func() { txn.Discard() }()
 	created := map[string]bool{}
 	pendingSeq := map[string]uint64{}
+	pendingMsg := map[string]uint64{}
 	now := time.Now().UTC()
 	var applied []*writeReq
 
@@ -359,6 +432,41 @@ func (s *Store) apply(batch []*writeReq) {
 			continue
 		}
 		switch r.kind {
+		case writeDeliver:
+			if _, err := txn.Get(metaKey(r.id)); err != nil {
+				if errors.Is(err, badger.ErrKeyNotFound) && !created[r.id] {
+					r.err = fmt.Errorf("run %s: %w", r.id, journal.ErrNotFound)
+				} else if !errors.Is(err, badger.ErrKeyNotFound) {
+					r.err = err
+				}
+				if r.err != nil {
+					continue
+				}
+			}
+			last, ok := pendingMsg[r.id]
+			if !ok {
+				if last, ok = s.lastMsg[r.id]; !ok {
+					var err error
+					if last, err = lastInboxSeq(txn, r.id); err != nil {
+						r.err = err
+						continue
+					}
+				}
+			}
+			r.msg.Seq = last + 1
+			if r.msg.Time.IsZero() {
+				r.msg.Time = now
+			}
+			data, err := json.Marshal(r.msg)
+			if err == nil {
+				err = set(inboxKey(r.id, r.msg.Seq), journal.Encode(journal.Record{Seq: r.msg.Seq, Type: journal.TypeMessage, Time: r.msg.Time, Data: data}))
+			}
+			if err != nil {
+				fatal = err
+				r.err = err
+				continue
+			}
+			pendingMsg[r.id] = r.msg.Seq
 		case writeBlob:
 			if err := set(blobKey(r.hash), r.blob); err != nil {
 				fatal = err
@@ -434,6 +542,7 @@ func (s *Store) apply(batch []*writeReq) {
 		// sequence numbers so they are read again from the database.
 		for _, r := range batch {
 			delete(s.lastSeq, r.id)
+			delete(s.lastMsg, r.id)
 			if r.err == nil {
 				r.err = fmt.Errorf("write journal: %w", fatal)
 			}
@@ -443,6 +552,9 @@ func (s *Store) apply(batch []*writeReq) {
 	}
 	for id, seq := range pendingSeq {
 		s.lastSeq[id] = seq
+	}
+	for id, seq := range pendingMsg {
+		s.lastMsg[id] = seq
 	}
 	// Release callers that did not ask for durability, and those whose
 	// request failed validation; the rest wait for one shared fsync.

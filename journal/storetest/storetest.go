@@ -28,6 +28,7 @@ func Run(t *testing.T, open Opener) {
 	t.Run("Blobs", func(t *testing.T) { testBlobs(t, open) })
 	t.Run("Persistence", func(t *testing.T) { testPersistence(t, open) })
 	t.Run("ConcurrentRuns", func(t *testing.T) { testConcurrent(t, open) })
+	t.Run("Inbox", func(t *testing.T) { testInbox(t, open) })
 }
 
 var ctx = context.Background()
@@ -298,5 +299,38 @@ func testConcurrent(t *testing.T, open Opener) {
 				t.Fatalf("%s seq %d holds %q", id, r.Seq, l.Message)
 			}
 		}
+	}
+}
+
+func testInbox(t *testing.T, open Opener) {
+	s, reopen := open(t)
+	if _, err := s.Deliver(ctx, "ghost", journal.Message{Kind: journal.MessageSignal, Name: "x"}); !errors.Is(err, journal.ErrNotFound) {
+		t.Fatalf("deliver to missing run: %v", err)
+	}
+	create(t, s, "in", time.Unix(1, 0))
+	for i, name := range []string{"go", "stop", "go"} {
+		seq, err := s.Deliver(ctx, "in", journal.Message{Kind: journal.MessageSignal, Name: name, Value: json.RawMessage(fmt.Sprint(i)), From: "test"})
+		if err != nil || seq != uint64(i+1) {
+			t.Fatalf("Deliver %d: seq %d, %v", i, seq, err)
+		}
+	}
+	s = reopen()
+	seq, err := s.Deliver(ctx, "in", journal.Message{Kind: journal.MessageAnswer, Value: json.RawMessage(`"yes"`)})
+	if err != nil || seq != 4 {
+		t.Fatalf("Deliver after reopen: %d %v", seq, err)
+	}
+	msgs, err := s.Inbox(ctx, "in", 2)
+	if err != nil || len(msgs) != 3 {
+		t.Fatalf("Inbox(from 2) = %d, %v", len(msgs), err)
+	}
+	if msgs[0].Seq != 2 || msgs[0].Name != "stop" || string(msgs[0].Value) != "1" || msgs[0].From != "test" || msgs[0].Time.IsZero() {
+		t.Fatalf("message %+v", msgs[0])
+	}
+	if msgs[2].Kind != journal.MessageAnswer || string(msgs[2].Value) != `"yes"` {
+		t.Fatalf("message %+v", msgs[2])
+	}
+	// Inboxes do not mix with journals.
+	if recs, _ := s.Records(ctx, "in", 1); len(recs) != 1 {
+		t.Fatalf("journal has %d records", len(recs))
 	}
 }
