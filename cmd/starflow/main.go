@@ -27,6 +27,8 @@ import (
 	"go.starlark.net/starlark"
 
 	"github.com/starflow/starflow/builtins"
+	sfhttp "github.com/starflow/starflow/builtins/http"
+	"github.com/starflow/starflow/builtins/llm"
 	"github.com/starflow/starflow/journal"
 	"github.com/starflow/starflow/journal/badgerstore"
 	"github.com/starflow/starflow/runtime"
@@ -126,15 +128,34 @@ Exit codes: 0 completed, 1 failed, 2 bad usage or input, 3 waiting,
 
 // common holds the flags every command takes.
 type common struct {
-	db        string
-	logLevel  string
-	logFormat string
+	db             string
+	logLevel       string
+	logFormat      string
+	allowHosts     listFlag
+	allowLinkLocal bool
+	llmConfig      string
 }
 
 func (c *common) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.db, "db", "", "store directory (default $STARFLOW_DB, else ./.starflow)")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&c.logFormat, "log-format", "auto", "log format: console, json, or auto (console on a terminal)")
+	fs.Var(&c.allowHosts, "http-allow-host", "host http may call (repeatable; \"*.example.com\" for subdomains; default: any, also $STARFLOW_HTTP_ALLOW_HOSTS)")
+	fs.BoolVar(&c.allowLinkLocal, "http-allow-link-local", false, "let http reach link-local and cloud metadata addresses (refused by default)")
+	fs.StringVar(&c.llmConfig, "llm-config", "", "llm providers and model aliases, YAML (spec/config.md; default $STARFLOW_LLM_CONFIG, else from OPENAI_API_KEY, ANTHROPIC_API_KEY, GEMINI_API_KEY, else the offline fake)")
+}
+
+// listFlag is a repeatable, comma-splitting string flag.
+type listFlag []string
+
+func (l *listFlag) String() string { return strings.Join(*l, ",") }
+func (l *listFlag) Set(s string) error {
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			*l = append(*l, p)
+		}
+	}
+	return nil
 }
 
 func (m *Main) dbDir(c *common) string {
@@ -219,6 +240,7 @@ type env struct {
 	store *badgerstore.Store
 	rt    *runtime.Runtime
 	log   zerolog.Logger
+	llm   *llm.Module
 }
 
 func (e *env) Close() error { return e.store.Close() }
@@ -237,8 +259,26 @@ func (m *Main) open(c *common, command string, opts runtime.Options) (*env, int)
 		fmt.Fprintln(m.Stderr, "starflow:", err)
 		return nil, ExitStore
 	}
-	opts.Builtins = append(append(builtins.Standard(), opts.Builtins...), m.Builtins...)
+	hosts := append([]string(nil), c.allowHosts...)
+	if env := m.Getenv("STARFLOW_HTTP_ALLOW_HOSTS"); env != "" && len(hosts) == 0 {
+		(*listFlag)(&hosts).Set(env)
+	}
+	httpMod, err := sfhttp.New(sfhttp.Options{AllowHosts: hosts, AllowLinkLocal: c.allowLinkLocal})
+	if err != nil {
+		store.Close()
+		fmt.Fprintln(m.Stderr, "starflow:", err)
+		return nil, ExitUsage
+	}
+	llmMod, code := m.llmModule(c, store, log)
+	if llmMod == nil {
+		store.Close()
+		return nil, code
+	}
+	opts.Builtins = append(append(append(append(builtins.Standard(), httpMod.Builtins()...), llmMod.Builtins()...), opts.Builtins...), m.Builtins...)
 	globals := builtins.Globals()
+	for k, v := range httpMod.Globals() {
+		globals[k] = v
+	}
 	for k, v := range m.Globals {
 		globals[k] = v
 	}
@@ -250,7 +290,37 @@ func (m *Main) open(c *common, command string, opts runtime.Options) (*env, int)
 		fmt.Fprintln(m.Stderr, "starflow:", err)
 		return nil, ExitUsage
 	}
-	return &env{store: store, rt: rt, log: log}, 0
+	return &env{store: store, rt: rt, log: log, llm: llmMod}, 0
+}
+
+// llmModule builds the llm builtin from --llm-config, $STARFLOW_LLM_CONFIG,
+// or the environment's API keys.
+func (m *Main) llmModule(c *common, store *badgerstore.Store, log zerolog.Logger) (*llm.Module, int) {
+	path := c.llmConfig
+	if path == "" {
+		path = m.Getenv("STARFLOW_LLM_CONFIG")
+	}
+	var cfg *llm.Config
+	if path != "" {
+		var err error
+		if cfg, err = llm.LoadConfig(path); err != nil {
+			fmt.Fprintln(m.Stderr, "starflow: --llm-config:", err)
+			return nil, ExitUsage
+		}
+	} else {
+		cfg = llm.DefaultConfig(m.Getenv)
+	}
+	mod, err := llm.New(llm.Options{Config: cfg, KV: store, Logger: log, Secrets: func(name string) (string, error) {
+		if v := m.Getenv(name); v != "" {
+			return v, nil
+		}
+		return "", fmt.Errorf("environment variable %s is not set", name)
+	}})
+	if err != nil {
+		fmt.Fprintln(m.Stderr, "starflow:", err)
+		return nil, ExitUsage
+	}
+	return mod, 0
 }
 
 // exitForError maps an error from the runtime or the store to an exit code
