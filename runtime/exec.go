@@ -60,6 +60,7 @@ type run struct {
 	cancelMu    sync.Mutex // guards cancelBy, currentWait and progress, read by other goroutines
 	cancelBy    string
 	currentWait *journal.Waiting // while waiting in process
+	resumeWait  *journal.Waiting // the wait this execution resumes, until its call is reached again
 	progress    json.RawMessage
 
 	values    map[string]any  // run-scoped settings (SetRunValue)
@@ -214,6 +215,9 @@ func (rt *Runtime) execute(ctx context.Context, id string, resumed bool) (*Outco
 	defer r.stopCtx()
 	r.log = rt.log.With().Str("run", id).Logger()
 
+	if meta.Status == journal.StatusWaiting {
+		r.resumeWait = meta.Waiting
+	}
 	if resumed {
 		host := hostname()
 		r.add(journal.TypeRunResumed, journal.RunResumed{PID: os.Getpid(), Host: host})
@@ -614,6 +618,12 @@ func (r *run) live(b *Builtin, step, pos string, args starlark.Tuple, kwargs []s
 	for _, seq := range c.consumed {
 		r.consumed[seq] = true
 	}
+	r.cancelMu.Lock()
+	if r.resumeWait != nil && r.resumeWait.Step == step {
+		// The call the run was waiting in is done: it waits on nothing now.
+		r.resumeWait = nil
+	}
+	r.cancelMu.Unlock()
 	r.stats.Executed++
 	outcome := "ok"
 	ev := r.log.Info()
@@ -700,10 +710,15 @@ func (r *run) setCurrentWait(w *journal.Waiting) {
 	r.cancelMu.Unlock()
 }
 
+// waitingNow is what the run waits on: the in-process wait, or the wait it
+// is resuming toward while it replays.
 func (r *run) waitingNow() *journal.Waiting {
 	r.cancelMu.Lock()
 	defer r.cancelMu.Unlock()
-	return r.currentWait
+	if r.currentWait != nil {
+		return r.currentWait
+	}
+	return r.resumeWait
 }
 
 // stopped records why the run's context ended.

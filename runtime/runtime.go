@@ -283,9 +283,17 @@ var (
 // InvalidError is a bad request, with the script position when the
 // problem is in the script.
 type InvalidError struct {
-	Pos string // file:line:col, if the problem is in a script
-	Msg string
+	Pos  string // file:line:col, if the problem is in a script
+	Msg  string
+	Code string // "" (the request is malformed), CodeNotFound, CodeConflict or CodeRejected
 }
+
+// InvalidError codes, for callers that map errors to protocol statuses.
+const (
+	CodeNotFound = "not_found" // no such run
+	CodeConflict = "conflict"  // the run's state does not allow it (finished, not waiting)
+	CodeRejected = "rejected"  // a message the waiting builtin refused
+)
 
 func (e *InvalidError) Error() string {
 	if e.Pos != "" {
@@ -301,11 +309,41 @@ func invalidf(format string, args ...any) error {
 	return &InvalidError{Msg: fmt.Sprintf(format, args...)}
 }
 
+// ReadScripts reads a script from disk with every file it loads,
+// transitively, by the names runs record. Clients that submit runs to a
+// server send these sources.
+func (rt *Runtime) ReadScripts(entry string) (map[string][]byte, error) {
+	return rt.readScripts(StartRequest{Script: ScriptName(entry)})
+}
+
 // NewID returns a new time-sortable run ID (a ULID).
 func NewID() string { return ulid.Make().String() }
 
-// Start starts a run, or picks up an existing run with the same ID.
+// Start starts a run, or picks up an existing run with the same ID, and
+// executes it on the calling goroutine until it finishes, waits or is
+// interrupted.
 func (rt *Runtime) Start(ctx context.Context, req StartRequest) (*Outcome, error) {
+	out, err := rt.Create(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	if out.Existed {
+		res, err := rt.Resume(ctx, out.ID)
+		if res != nil {
+			res.Existed = true
+			res.Notes = append(out.Notes, res.Notes...)
+		}
+		return res, err
+	}
+	return rt.execute(ctx, out.ID, false)
+}
+
+// Create validates a request, pins its script and records the run (status
+// running) without executing it; Resume executes it. If a run with the ID
+// exists, Create changes nothing and returns it with Existed set (and notes
+// if the script or input differ from the recorded ones). Servers use Create
+// to answer a request at once and execute the run on a worker.
+func (rt *Runtime) Create(ctx context.Context, req StartRequest) (*Outcome, error) {
 	if req.Script != "" {
 		req.Script = ScriptName(req.Script)
 	}
@@ -325,9 +363,6 @@ func (rt *Runtime) Start(ctx context.Context, req StartRequest) (*Outcome, error
 	if len(strings.TrimSpace(string(input))) == 0 {
 		input = json.RawMessage("null")
 	}
-	if _, err := value.FromJSON(input); err != nil {
-		return nil, &InvalidError{Msg: "input is not valid JSON: " + err.Error()}
-	}
 	canonInput, err := compactJSON(input)
 	if err != nil {
 		return nil, &InvalidError{Msg: "input is not valid JSON: " + err.Error()}
@@ -335,7 +370,7 @@ func (rt *Runtime) Start(ctx context.Context, req StartRequest) (*Outcome, error
 
 	// A run that exists is never started twice.
 	if existing, err := rt.store.Run(ctx, req.ID); err == nil {
-		return rt.startExisting(ctx, existing, req, canonInput)
+		return rt.existing(ctx, existing, req, canonInput)
 	} else if !errors.Is(err, journal.ErrNotFound) {
 		return nil, err
 	}
@@ -379,20 +414,21 @@ func (rt *Runtime) Start(ctx context.Context, req StartRequest) (*Outcome, error
 	}
 	if err := rt.store.Create(ctx, meta, []journal.Record{rec}); err != nil {
 		if errors.Is(err, journal.ErrRunExists) {
-			// Lost a race with another Start of the same ID.
+			// Lost a race with another Create of the same ID.
 			existing, gerr := rt.store.Run(ctx, req.ID)
 			if gerr != nil {
 				return nil, gerr
 			}
-			return rt.startExisting(ctx, existing, req, canonInput)
+			return rt.existing(ctx, existing, req, canonInput)
 		}
 		return nil, err
 	}
-	return rt.execute(ctx, req.ID, false)
+	return &Outcome{ID: req.ID, Status: journal.StatusRunning, Run: meta}, nil
 }
 
-func (rt *Runtime) startExisting(ctx context.Context, existing *journal.Run, req StartRequest, input json.RawMessage) (*Outcome, error) {
-	var notes []string
+func (rt *Runtime) existing(ctx context.Context, existing *journal.Run, req StartRequest, input json.RawMessage) (*Outcome, error) {
+	out := outcomeOf(existing)
+	out.Existed = true
 	recs, err := rt.store.Records(ctx, existing.ID, 1)
 	if err != nil {
 		return nil, err
@@ -406,20 +442,15 @@ func (rt *Runtime) startExisting(ctx context.Context, existing *journal.Run, req
 					m.Files[name] = blobHash(src)
 				}
 				if manifestHash(m) != existing.ScriptHash {
-					notes = append(notes, fmt.Sprintf("run %s already exists and was started with different code than %s has now; it keeps the code it started with", existing.ID, req.Script))
+					out.Notes = append(out.Notes, fmt.Sprintf("run %s already exists and was started with different code than %s has now; it keeps the code it started with", existing.ID, req.Script))
 				}
 			}
 			if string(st.Input) != string(input) {
-				notes = append(notes, fmt.Sprintf("run %s already exists with a different input; the input it started with is kept", existing.ID))
+				out.Notes = append(out.Notes, fmt.Sprintf("run %s already exists with a different input; the input it started with is kept", existing.ID))
 			}
 		}
 	}
-	out, err := rt.Resume(ctx, existing.ID)
-	if out != nil {
-		out.Existed = true
-		out.Notes = append(notes, out.Notes...)
-	}
-	return out, err
+	return out, nil
 }
 
 // Resume continues a run: it replays the journal and goes on live from where
@@ -428,7 +459,7 @@ func (rt *Runtime) startExisting(ctx context.Context, existing *journal.Run, req
 func (rt *Runtime) Resume(ctx context.Context, id string) (*Outcome, error) {
 	meta, err := rt.store.Run(ctx, id)
 	if errors.Is(err, journal.ErrNotFound) {
-		return nil, &InvalidError{Msg: fmt.Sprintf("no run with id %s in this store", id)}
+		return nil, &InvalidError{Msg: fmt.Sprintf("no run with id %s in this store", id), Code: CodeNotFound}
 	}
 	if err != nil {
 		return nil, err
@@ -466,13 +497,13 @@ func (rt *Runtime) Cancel(ctx context.Context, id, by string) (*Outcome, error) 
 	}
 	meta, err := rt.store.Run(ctx, id)
 	if errors.Is(err, journal.ErrNotFound) {
-		return nil, &InvalidError{Msg: fmt.Sprintf("no run with id %s in this store", id)}
+		return nil, &InvalidError{Msg: fmt.Sprintf("no run with id %s in this store", id), Code: CodeNotFound}
 	}
 	if err != nil {
 		return nil, err
 	}
 	if meta.Status.Final() {
-		return outcomeOf(meta), &InvalidError{Msg: fmt.Sprintf("run %s is already %s", id, meta.Status)}
+		return outcomeOf(meta), &InvalidError{Msg: fmt.Sprintf("run %s is already %s", id, meta.Status), Code: CodeConflict}
 	}
 	// Claim the run so it cannot start executing while we cancel it.
 	claim, err := rt.claim(id)
@@ -600,13 +631,13 @@ func (rt *Runtime) Send(ctx context.Context, id string, m journal.Message) (jour
 	m.Value = v
 	meta, err := rt.store.Run(ctx, id)
 	if errors.Is(err, journal.ErrNotFound) {
-		return m, false, invalidf("no run with id %s in this store", id)
+		return m, false, &InvalidError{Msg: fmt.Sprintf("no run with id %s in this store", id), Code: CodeNotFound}
 	}
 	if err != nil {
 		return m, false, err
 	}
 	if meta.Status.Final() {
-		return m, false, invalidf("run %s is %s; it takes no more messages", id, meta.Status)
+		return m, false, &InvalidError{Msg: fmt.Sprintf("run %s is %s; it takes no more messages", id, meta.Status), Code: CodeConflict}
 	}
 	w, err := rt.Waiting(ctx, id)
 	if err != nil {
@@ -620,15 +651,15 @@ func (rt *Runtime) Send(ctx context.Context, id string, m journal.Message) (jour
 	if b != nil && b.Accept != nil {
 		wake, err = b.Accept(w, &m)
 		if err != nil {
-			return m, false, &InvalidError{Msg: fmt.Sprintf("%s rejected: %v; run %s keeps waiting", m.Kind, err, id)}
+			return m, false, &InvalidError{Msg: fmt.Sprintf("%s rejected: %v; run %s keeps waiting", m.Kind, err, id), Code: CodeRejected}
 		}
 	}
 	if m.Kind == journal.MessageAnswer && !wake {
 		// Answers are for the question being asked now, not for later.
 		if w == nil {
-			return m, false, invalidf("run %s is not waiting for an answer (status %s)", id, meta.Status)
+			return m, false, &InvalidError{Msg: fmt.Sprintf("run %s is not waiting for an answer (status %s)", id, meta.Status), Code: CodeConflict}
 		}
-		return m, false, invalidf("run %s waits in %s, which takes no answers", id, w.Builtin)
+		return m, false, &InvalidError{Msg: fmt.Sprintf("run %s waits in %s, which takes no answers", id, w.Builtin), Code: CodeConflict}
 	}
 	seq, err := rt.store.Deliver(ctx, id, m)
 	if err != nil {

@@ -8,92 +8,13 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/starflow/starflow/internal/view"
 	"github.com/starflow/starflow/journal"
 	"github.com/starflow/starflow/runtime"
 )
 
 func init() {
 	register(command{name: "history", summary: "print a run's journal, one event a line", run: (*Main).cmdHistory})
-}
-
-// event is one line of `history --json`.
-type event struct {
-	Seq      uint64             `json:"seq"`
-	Time     time.Time          `json:"time"`
-	Type     string             `json:"type"`
-	Step     string             `json:"step,omitempty"`
-	Builtin  string             `json:"builtin,omitempty"`
-	Args     json.RawMessage    `json:"args,omitempty"`
-	Key      string             `json:"key,omitempty"`
-	Pos      string             `json:"pos,omitempty"`
-	Result   json.RawMessage    `json:"result,omitempty"`
-	Error    any                `json:"error,omitempty"`
-	Attempts []journal.Attempt  `json:"attempts,omitempty"`
-	Detail   json.RawMessage    `json:"detail,omitempty"`
-	Duration *float64           `json:"duration_ms,omitempty"`
-	Until    *time.Time         `json:"until,omitempty"`
-	Reason   string             `json:"reason,omitempty"`
-	Status   journal.Status     `json:"status,omitempty"`
-	Message  string             `json:"message,omitempty"`
-	Level    string             `json:"level,omitempty"`
-	Fields   json.RawMessage    `json:"fields,omitempty"`
-	Input    json.RawMessage    `json:"input,omitempty"`
-	Script   *journal.Manifest  `json:"script,omitempty"`
-	Durab    journal.Durability `json:"durability,omitempty"`
-	PID      int                `json:"pid,omitempty"`
-	By       string             `json:"cancelled_by,omitempty"`
-}
-
-func events(recs []journal.Record) ([]event, error) {
-	builtinOf := map[string]string{}
-	out := make([]event, 0, len(recs))
-	for _, r := range recs {
-		ev := event{Seq: r.Seq, Time: r.Time, Type: r.Type.String()}
-		var err error
-		switch r.Type {
-		case journal.TypeRunStarted:
-			var p journal.RunStarted
-			err = r.Decode(&p)
-			ev.Input, ev.Script, ev.Durab = p.Input, &p.Script, p.Durability
-		case journal.TypeCallStarted:
-			var p journal.CallStarted
-			err = r.Decode(&p)
-			builtinOf[p.Step] = p.Builtin
-			ev.Step, ev.Builtin, ev.Args, ev.Key, ev.Pos = p.Step, p.Builtin, p.Args, p.Key, p.Pos
-		case journal.TypeCallWaiting:
-			var p journal.CallWaiting
-			err = r.Decode(&p)
-			ev.Step, ev.Builtin, ev.Until, ev.Reason, ev.Detail = p.Step, builtinOf[p.Step], p.Until, p.Reason, p.Data
-		case journal.TypeCallCompleted:
-			var p journal.CallCompleted
-			err = r.Decode(&p)
-			ms := float64(p.Duration) / float64(time.Millisecond)
-			ev.Step, ev.Builtin, ev.Result, ev.Attempts, ev.Detail, ev.Duration = p.Step, builtinOf[p.Step], p.Result, p.Attempts, p.Detail, &ms
-			if p.Error != nil {
-				ev.Error = p.Error
-			}
-		case journal.TypeLog:
-			var p journal.Log
-			err = r.Decode(&p)
-			ev.Message, ev.Level, ev.Fields, ev.Pos = p.Message, p.Level, p.Fields, p.Pos
-		case journal.TypeRunResumed:
-			var p journal.RunResumed
-			err = r.Decode(&p)
-			ev.PID = p.PID
-		case journal.TypeRunFinished:
-			var p journal.RunFinished
-			err = r.Decode(&p)
-			ev.Status, ev.Result, ev.By = p.Status, p.Result, p.CancelledBy
-			if p.Error != nil {
-				ev.Error = p.Error
-			}
-		}
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, ev)
-	}
-	return out, nil
 }
 
 func (m *Main) cmdHistory(ctx context.Context, args []string) int {
@@ -120,7 +41,7 @@ func (m *Main) cmdHistory(ctx context.Context, args []string) int {
 	if recs == nil {
 		return code
 	}
-	evs, err := events(recs)
+	evs, err := view.Events(recs)
 	if err != nil {
 		return m.exitForError(err)
 	}
@@ -140,7 +61,7 @@ func (m *Main) cmdHistory(ctx context.Context, args []string) int {
 	return ExitOK
 }
 
-func detail(ev event) string {
+func detail(ev view.Event) string {
 	clip := func(s string, n int) string {
 		if len(s) > n {
 			return s[:n-3] + "..."
@@ -173,6 +94,8 @@ func detail(ev event) string {
 		return s
 	case "run.resumed":
 		return fmt.Sprintf("pid %d", ev.PID)
+	case "progress":
+		return clip(string(ev.Result), 100)
 	case "run.finished":
 		if re, ok := ev.Error.(*journal.RunError); ok {
 			return fmt.Sprintf("%s: %s", ev.Status, clip(oneLine(re.Error()), 100))

@@ -7,81 +7,13 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/starflow/starflow/internal/view"
 	"github.com/starflow/starflow/journal"
 	"github.com/starflow/starflow/runtime"
 )
 
 func init() {
 	register(command{name: "show", summary: "show a run's status, result or error, and what it waits on", run: (*Main).cmdShow})
-}
-
-// runView is `show --json`.
-type runView struct {
-	ID         string             `json:"id"`
-	Status     journal.Status     `json:"status"`
-	Result     json.RawMessage    `json:"result"`
-	Error      *journal.RunError  `json:"error"`
-	Waiting    *journal.Waiting   `json:"waiting,omitempty"`
-	Script     string             `json:"script"`
-	ScriptHash string             `json:"script_hash"`
-	Durability journal.Durability `json:"durability"`
-	CreatedAt  time.Time          `json:"created_at"`
-	UpdatedAt  time.Time          `json:"updated_at"`
-	FinishedAt *time.Time         `json:"finished_at,omitempty"`
-	Calls      callCounts         `json:"calls"`
-	Records    int                `json:"records"`
-	Resumes    int                `json:"resumes"`
-}
-
-type callCounts struct {
-	Total     int `json:"total"`     // calls started
-	Completed int `json:"completed"` // with a result
-	Failed    int `json:"failed"`    // with an error
-	Retried   int `json:"retried"`   // that needed more than one attempt
-	InFlight  int `json:"in_flight"` // started, neither completed nor waiting
-	Waiting   int `json:"waiting"`
-}
-
-func viewOf(meta *journal.Run, recs []journal.Record) runView {
-	v := runView{ID: meta.ID, Status: meta.Status, Result: meta.Result, Error: meta.Error, Waiting: meta.Waiting,
-		Script: meta.Script, ScriptHash: meta.ScriptHash, Durability: meta.Durability,
-		CreatedAt: meta.CreatedAt, UpdatedAt: meta.UpdatedAt, FinishedAt: meta.FinishedAt, Records: len(recs)}
-	if v.Result == nil {
-		v.Result = json.RawMessage("null")
-	}
-	open := map[string]bool{}
-	waiting := map[string]bool{}
-	for _, r := range recs {
-		switch r.Type {
-		case journal.TypeCallStarted:
-			var cs journal.CallStarted
-			r.Decode(&cs)
-			v.Calls.Total++
-			open[cs.Step] = true
-		case journal.TypeCallWaiting:
-			var cw journal.CallWaiting
-			r.Decode(&cw)
-			waiting[cw.Step] = true
-		case journal.TypeCallCompleted:
-			var cc journal.CallCompleted
-			r.Decode(&cc)
-			delete(open, cc.Step)
-			delete(waiting, cc.Step)
-			if cc.Error != nil {
-				v.Calls.Failed++
-			} else {
-				v.Calls.Completed++
-			}
-			if len(cc.Attempts) > 1 {
-				v.Calls.Retried++
-			}
-		case journal.TypeRunResumed:
-			v.Resumes++
-		}
-	}
-	v.Calls.Waiting = len(waiting)
-	v.Calls.InFlight = len(open) - len(waiting)
-	return v
 }
 
 func (m *Main) cmdShow(ctx context.Context, args []string) int {
@@ -108,7 +40,7 @@ func (m *Main) cmdShow(ctx context.Context, args []string) int {
 	if meta == nil {
 		return code
 	}
-	v := viewOf(meta, recs)
+	v := view.Of(meta, recs)
 	if asJSON {
 		b, _ := json.MarshalIndent(v, "", "  ")
 		fmt.Fprintln(m.Stdout, string(b))
@@ -134,7 +66,7 @@ func (m *Main) loadRun(ctx context.Context, e *env, id string) (*journal.Run, []
 	return meta, recs, ExitOK
 }
 
-func (m *Main) printView(_ *flag.FlagSet, v runView) {
+func (m *Main) printView(_ *flag.FlagSet, v view.Run) {
 	w := m.Stdout
 	status := string(v.Status)
 	if v.Status == journal.StatusRunning {
@@ -155,13 +87,32 @@ func (m *Main) printView(_ *flag.FlagSet, v runView) {
 		fmt.Fprintf(w, "resumed     %d times\n", v.Resumes)
 	}
 	if v.Waiting != nil {
-		fmt.Fprintf(w, "waiting     %s in %s at %s\n", v.Waiting.Reason, v.Waiting.Builtin, v.Waiting.Pos)
-		if v.Waiting.Until != nil {
-			fmt.Fprintf(w, "due         %s\n", v.Waiting.Until.Local().Format(time.DateTime+" MST"))
+		if q := view.QuestionOf(v.Waiting); q != nil {
+			fmt.Fprintf(w, "question    %s (ask_human at %s)\n", q.Prompt, v.Waiting.Pos)
+			if len(q.Choices) > 0 {
+				c, _ := json.Marshal(q.Choices)
+				fmt.Fprintf(w, "choices     %s\n", c)
+			}
+			if len(q.Schema) > 0 {
+				fmt.Fprintf(w, "schema      %s\n", q.Schema)
+			}
+			if q.Deadline != nil {
+				fmt.Fprintf(w, "deadline    %s", q.Deadline.Local().Format(time.DateTime+" MST"))
+				if len(q.Default) > 0 {
+					fmt.Fprintf(w, " (then the default %s)", q.Default)
+				}
+				fmt.Fprintln(w)
+			}
+			fmt.Fprintf(w, "answer with starflow answer %s --value JSON\n", v.ID)
+		} else {
+			fmt.Fprintf(w, "waiting     %s in %s at %s\n", v.Waiting.Reason, v.Waiting.Builtin, v.Waiting.Pos)
+			if v.Waiting.Until != nil {
+				fmt.Fprintf(w, "due         %s\n", v.Waiting.Until.Local().Format(time.DateTime+" MST"))
+			}
 		}
-		if len(v.Waiting.Data) > 0 {
-			fmt.Fprintf(w, "details     %s\n", v.Waiting.Data)
-		}
+	}
+	if len(v.Progress) > 0 {
+		fmt.Fprintf(w, "progress    %s\n", v.Progress)
 	}
 	if v.Status == journal.StatusCompleted {
 		fmt.Fprintf(w, "result      %s\n", v.Result)
