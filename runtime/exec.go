@@ -218,6 +218,9 @@ func (rt *Runtime) execute(ctx context.Context, id string, resumed bool) (*Outco
 	if meta.Status == journal.StatusWaiting {
 		r.resumeWait = meta.Waiting
 	}
+	// A run created but never executed (a server's Create, then a
+	// worker's Resume) starts now rather than resumes.
+	resumed = resumed && len(recs) > 1
 	if resumed {
 		host := hostname()
 		r.add(journal.TypeRunResumed, journal.RunResumed{PID: os.Getpid(), Host: host})

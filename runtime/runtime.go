@@ -312,8 +312,8 @@ func invalidf(format string, args ...any) error {
 // ReadScripts reads a script from disk with every file it loads,
 // transitively, by the names runs record. Clients that submit runs to a
 // server send these sources.
-func (rt *Runtime) ReadScripts(entry string) (map[string][]byte, error) {
-	return rt.readScripts(StartRequest{Script: ScriptName(entry)})
+func ReadScripts(entry string) (map[string][]byte, error) {
+	return readScripts(StartRequest{Script: ScriptName(entry)})
 }
 
 // NewID returns a new time-sortable run ID (a ULID).
@@ -375,7 +375,7 @@ func (rt *Runtime) Create(ctx context.Context, req StartRequest) (*Outcome, erro
 		return nil, err
 	}
 
-	files, err := rt.readScripts(req)
+	files, err := readScripts(req)
 	if err != nil {
 		return nil, err
 	}
@@ -436,7 +436,7 @@ func (rt *Runtime) existing(ctx context.Context, existing *journal.Run, req Star
 	if len(recs) > 0 {
 		var st journal.RunStarted
 		if err := recs[0].Decode(&st); err == nil {
-			if files, ferr := rt.readScripts(req); ferr == nil {
+			if files, ferr := readScripts(req); ferr == nil {
 				m := journal.Manifest{Entry: req.Script, Files: map[string]string{}}
 				for name, src := range files {
 					m.Files[name] = blobHash(src)

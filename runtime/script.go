@@ -36,7 +36,7 @@ func ScriptName(p string) string {
 }
 
 // readScripts reads the entry file and, transitively, every file it loads.
-func (rt *Runtime) readScripts(req StartRequest) (map[string][]byte, error) {
+func readScripts(req StartRequest) (map[string][]byte, error) {
 	if req.Script == "" {
 		return nil, invalidf("no script given")
 	}

@@ -29,12 +29,17 @@ func (m *Main) cmdCancel(ctx context.Context, args []string) int {
 		return ExitUsage
 	}
 	if by == "" {
-		by = "cli"
-		if u, err := user.Current(); err == nil {
-			by = "cli:" + u.Username
-		}
+		by = defaultBy()
 	}
-	e, code := m.open(&c, "cancel", runtime.Options{})
+	e, cl, code := m.session(&c, "cancel", runtime.Options{})
+	if cl != nil {
+		r, err := cl.Cancel(ctx, pos[0], by)
+		if err != nil {
+			return m.remoteExit(err)
+		}
+		fmt.Fprintf(m.Stderr, "starflow: run %s %s\n", r.ID, r.Error.Message)
+		return ExitOK
+	}
 	if e == nil {
 		return code
 	}
@@ -49,4 +54,12 @@ func (m *Main) cmdCancel(ctx context.Context, args []string) int {
 	}
 	fmt.Fprintf(m.Stderr, "starflow: run %s %s\n", out.ID, out.Error.Message)
 	return ExitOK
+}
+
+// defaultBy names the person at this terminal, for the journal.
+func defaultBy() string {
+	if u, err := user.Current(); err == nil {
+		return "cli:" + u.Username
+	}
+	return "cli"
 }

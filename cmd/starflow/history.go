@@ -32,18 +32,25 @@ func (m *Main) cmdHistory(ctx context.Context, args []string) int {
 		fs.Usage()
 		return ExitUsage
 	}
-	e, code := m.open(&c, "history", runtime.Options{})
-	if e == nil {
+	var evs []view.Event
+	e, cl, code := m.session(&c, "history", runtime.Options{})
+	if cl != nil {
+		var err error
+		if evs, err = cl.History(ctx, pos[0]); err != nil {
+			return m.remoteExit(err)
+		}
+	} else if e == nil {
 		return code
-	}
-	defer e.Close()
-	_, recs, code := m.loadRun(ctx, e, pos[0])
-	if recs == nil {
-		return code
-	}
-	evs, err := view.Events(recs)
-	if err != nil {
-		return m.exitForError(err)
+	} else {
+		defer e.Close()
+		_, recs, code := m.loadRun(ctx, e, pos[0])
+		if recs == nil {
+			return code
+		}
+		var err error
+		if evs, err = view.Events(recs); err != nil {
+			return m.exitForError(err)
+		}
 	}
 	if asJSON {
 		enc := json.NewEncoder(m.Stdout)

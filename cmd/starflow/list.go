@@ -46,14 +46,21 @@ func (m *Main) cmdList(ctx context.Context, args []string) int {
 		}
 	}
 	filter.Limit = limit
-	e, code := m.open(&c, "list", runtime.Options{})
-	if e == nil {
+	var runs []*journal.Run
+	e, cl, code := m.session(&c, "list", runtime.Options{})
+	if cl != nil {
+		var err error
+		if runs, err = cl.List(ctx, filter.Status, filter.Limit); err != nil {
+			return m.remoteExit(err)
+		}
+	} else if e == nil {
 		return code
-	}
-	defer e.Close()
-	runs, err := e.store.List(ctx, filter)
-	if err != nil {
-		return m.exitForError(err)
+	} else {
+		defer e.Close()
+		var err error
+		if runs, err = e.store.List(ctx, filter); err != nil {
+			return m.exitForError(err)
+		}
 	}
 	if asJSON {
 		if runs == nil {

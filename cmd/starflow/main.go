@@ -51,6 +51,8 @@ type Main struct {
 	// Builtins and Globals are added to the standard set.
 	Builtins []*runtime.Builtin
 	Globals  starlark.StringDict
+
+	lastLocked *journal.LockedError // why the last open failed, if the store was locked
 }
 
 // NewMain returns a Main wired to the process's standard streams.
@@ -256,6 +258,11 @@ func (m *Main) open(c *common, command string, opts runtime.Options) (*env, int)
 	dir := m.dbDir(c)
 	store, err := badgerstore.Open(dir, badgerstore.Options{Logger: log, Command: "starflow " + command})
 	if err != nil {
+		var le *journal.LockedError
+		if errors.As(err, &le) && le.Addr != "" {
+			m.lastLocked = le // a server owns the store: the caller may use its API
+			return nil, ExitStore
+		}
 		fmt.Fprintln(m.Stderr, "starflow:", err)
 		return nil, ExitStore
 	}

@@ -23,7 +23,17 @@ func (m *Main) cmdResume(ctx context.Context, args []string) int {
 		fs.Usage()
 		return ExitUsage
 	}
-	e, code := m.open(&f.common, "resume "+pos[0], runtime.Options{MaxInlineWait: f.maxInlineWait})
+	e, cl, code := m.session(&f.common, "resume "+pos[0], runtime.Options{MaxInlineWait: f.maxInlineWait})
+	if cl != nil {
+		r, err := cl.Get(ctx, pos[0])
+		if err == nil && !r.Status.Final() {
+			r, err = cl.Resume(ctx, pos[0])
+		}
+		if err != nil {
+			return m.remoteExit(err)
+		}
+		return m.awaitRemote(ctx, cl, r)
+	}
 	if e == nil {
 		return code
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/starflow/starflow/journal"
 	"github.com/starflow/starflow/runtime"
+	"github.com/starflow/starflow/server"
 )
 
 func init() {
@@ -83,7 +84,11 @@ func (m *Main) cmdRun(ctx context.Context, args []string) int {
 		fmt.Fprintf(m.Stderr, "starflow run: cannot read script %s: %v\n", script, errors.Unwrap(err))
 		return ExitUsage
 	}
-	e, code := m.open(&f.common, "run "+script, runtime.Options{MaxInlineWait: f.maxInlineWait})
+	e, cl, code := m.session(&f.common, "run "+script, runtime.Options{MaxInlineWait: f.maxInlineWait})
+	if cl != nil {
+		return m.runRemote(ctx, cl, server.StartRequest{ID: id, Entry: runtime.ScriptName(script), Input: raw, Durability: dur,
+			Limits: &journal.Limits{MaxSteps: maxSteps, MaxCalls: maxCalls}, Dialect: &journal.Dialect{While: allowWhile, Recursion: allowRec}})
+	}
 	if e == nil {
 		return code
 	}
@@ -97,6 +102,27 @@ func (m *Main) cmdRun(ctx context.Context, args []string) int {
 		Dialect:    journal.Dialect{While: allowWhile, Recursion: allowRec},
 	})
 	return m.report(id, out, err)
+}
+
+// runRemote submits a run to the server that owns the store, with the
+// script's files, and waits for its outcome.
+func (m *Main) runRemote(ctx context.Context, cl *server.Client, req server.StartRequest) int {
+	files, err := runtime.ReadScripts(req.Entry)
+	if err != nil {
+		fmt.Fprintln(m.Stderr, "starflow:", err)
+		return ExitUsage
+	}
+	req.Sources = map[string]string{}
+	for name, src := range files {
+		req.Sources[name] = string(src)
+	}
+	req.Wait = "1m"
+	r, err := cl.Start(ctx, req)
+	if err != nil {
+		return m.remoteExit(err)
+	}
+	fmt.Fprintf(m.Stderr, "starflow: run %s is executing in the server at %s\n", r.ID, cl.BaseURL)
+	return m.awaitRemote(ctx, cl, r)
 }
 
 // readInput reads --input: inline JSON, @file, or @- for stdin. The JSON

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"time"
 
@@ -31,7 +30,20 @@ func (m *Main) cmdShow(ctx context.Context, args []string) int {
 		fs.Usage()
 		return ExitUsage
 	}
-	e, code := m.open(&c, "show", runtime.Options{})
+	e, cl, code := m.session(&c, "show", runtime.Options{})
+	if cl != nil {
+		r, err := cl.Get(ctx, pos[0])
+		if err != nil {
+			return m.remoteExit(err)
+		}
+		if asJSON {
+			b, _ := json.MarshalIndent(r, "", "  ")
+			fmt.Fprintln(m.Stdout, string(b))
+			return ExitOK
+		}
+		m.printView(r.Run, r.Active || r.Queued)
+		return ExitOK
+	}
 	if e == nil {
 		return code
 	}
@@ -46,7 +58,7 @@ func (m *Main) cmdShow(ctx context.Context, args []string) int {
 		fmt.Fprintln(m.Stdout, string(b))
 		return ExitOK
 	}
-	m.printView(fs, v)
+	m.printView(v, false)
 	return ExitOK
 }
 
@@ -66,10 +78,13 @@ func (m *Main) loadRun(ctx context.Context, e *env, id string) (*journal.Run, []
 	return meta, recs, ExitOK
 }
 
-func (m *Main) printView(_ *flag.FlagSet, v view.Run) {
+// printView prints a run for people. executing says a server is running it.
+func (m *Main) printView(v view.Run, executing bool) {
 	w := m.Stdout
 	status := string(v.Status)
-	if v.Status == journal.StatusRunning {
+	if v.Status == journal.StatusRunning && executing {
+		status += " (executing in the server)"
+	} else if v.Status == journal.StatusRunning {
 		status += fmt.Sprintf(" (interrupted: no process is executing it; continue with: starflow resume %s)", v.ID)
 	}
 	fmt.Fprintf(w, "run         %s\n", v.ID)

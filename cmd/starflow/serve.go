@@ -1,0 +1,72 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/starflow/starflow/runtime"
+	"github.com/starflow/starflow/server"
+)
+
+func init() {
+	register(command{name: "serve", summary: "run the server: execute runs, fire timers, serve the API", run: (*Main).cmdServe})
+}
+
+func (m *Main) cmdServe(ctx context.Context, args []string) int {
+	var (
+		c           common
+		addr        string
+		token       string
+		concurrency int
+		grace       time.Duration
+		maxWait     time.Duration
+		scripts     string
+	)
+	fs := m.newFlagSet("serve", "serve [--addr 127.0.0.1:8644] [--concurrency N] [--token T] [--db DIR]")
+	c.register(fs)
+	fs.StringVar(&addr, "addr", server.DefaultAddr, "API address; an address that is not loopback requires --token")
+	fs.StringVar(&token, "token", "", "bearer token the API requires (default $STARFLOW_TOKEN)")
+	fs.IntVar(&concurrency, "concurrency", 16, "runs executing at once")
+	fs.DurationVar(&grace, "shutdown-grace", 10*time.Second, "on SIGTERM/SIGINT, how long executing runs get to reach their next builtin boundary")
+	fs.DurationVar(&maxWait, "max-wait", 2*time.Second, "longest wait spent holding a worker; longer waits suspend the run and a timer wakes it")
+	fs.StringVar(&scripts, "scripts", "", "directory script paths in API requests are resolved in (default: the working directory)")
+	pos, code, ok := m.parse(fs, args)
+	if !ok {
+		return code
+	}
+	if len(pos) != 0 {
+		fmt.Fprintln(m.Stderr, "starflow serve: takes no arguments")
+		return ExitUsage
+	}
+	if token == "" {
+		token = m.Getenv("STARFLOW_TOKEN")
+	}
+	e, code := m.open(&c, "serve", runtime.Options{MaxInlineWait: maxWait})
+	if e == nil {
+		if m.lastLocked != nil {
+			fmt.Fprintf(m.Stderr, "starflow serve: a server already owns this store (process %d at %s)\n", m.lastLocked.PID, m.lastLocked.Addr)
+		}
+		return code
+	}
+	defer e.Close()
+	srv, err := server.New(e.rt, server.Options{Addr: addr, Token: token, Concurrency: concurrency, ShutdownGrace: grace, ScriptDir: scripts, Logger: e.log})
+	if err != nil {
+		fmt.Fprintln(m.Stderr, "starflow serve:", err)
+		return ExitUsage
+	}
+	if err := srv.Listen(); err != nil {
+		fmt.Fprintln(m.Stderr, "starflow serve:", err)
+		return ExitUsage
+	}
+	// Other starflow commands find the API through the store's owner file.
+	if err := e.store.SetAddr("starflow serve", srv.Addr()); err != nil {
+		fmt.Fprintln(m.Stderr, "starflow serve:", err)
+		return ExitStore
+	}
+	if err := srv.Serve(ctx); err != nil {
+		fmt.Fprintln(m.Stderr, "starflow serve:", err)
+		return ExitStore
+	}
+	return ExitOK
+}

@@ -1,0 +1,296 @@
+// Package server owns starflow's long-running process: it executes runs on
+// a bounded pool of workers, wakes waiting runs when their timers are due
+// or when they are answered or signalled, recovers every interrupted run
+// at start, shuts down gracefully, and serves the JSON API under /v1 that
+// the CLI and other clients use (spec/api.md).
+//
+// # Basics
+//
+// A waiting run costs the server nothing but, if it has a wake-up time, one
+// timer entry: it holds no goroutine and no interpreter. When it is due, or
+// an answer or signal that ends its wait arrives, the run is queued and a
+// worker resumes it, which replays its journal and continues.
+//
+// # Caveats
+//
+// The server assumes it owns the store (the Badger store enforces one
+// owner). It listens on loopback unless given a bearer token.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/starflow/starflow/journal"
+	"github.com/starflow/starflow/runtime"
+)
+
+// Options configure a Server. Zero values take the defaults.
+type Options struct {
+	// Addr is where the API listens (default 127.0.0.1:8644; port 0 picks
+	// a free port). An address that is not loopback requires Token.
+	Addr string
+	// Token, if set, is the bearer token every API request must carry.
+	Token string
+	// Concurrency bounds the runs executing at once (default 16).
+	Concurrency int
+	// ShutdownGrace is how long shutdown lets executing runs reach their
+	// next builtin boundary before interrupting them (default 10s).
+	ShutdownGrace time.Duration
+	// MaxBodyBytes bounds request bodies (default 1 MiB).
+	MaxBodyBytes int64
+	// ScriptDir is where script paths in start requests are resolved; they
+	// must stay inside it (default: the working directory).
+	ScriptDir string
+	// Logger receives the server's events.
+	Logger zerolog.Logger
+}
+
+// DefaultAddr is the API's default address.
+const DefaultAddr = "127.0.0.1:8644"
+
+// Server executes runs and serves the API.
+type Server struct {
+	rt    *runtime.Runtime
+	store journal.Store
+	opts  Options
+	log   zerolog.Logger
+
+	queue  *queue
+	timers *timers
+	watch  *watchers
+
+	ln   net.Listener
+	http *http.Server
+
+	runCtx     context.Context
+	cancelRuns context.CancelFunc
+	workers    sync.WaitGroup
+}
+
+// New returns a server for rt. It refuses an address other than loopback
+// without a token.
+func New(rt *runtime.Runtime, opts Options) (*Server, error) {
+	if opts.Addr == "" {
+		opts.Addr = DefaultAddr
+	}
+	if opts.Concurrency <= 0 {
+		opts.Concurrency = 16
+	}
+	if opts.ShutdownGrace <= 0 {
+		opts.ShutdownGrace = 10 * time.Second
+	}
+	if opts.MaxBodyBytes <= 0 {
+		opts.MaxBodyBytes = 1 << 20
+	}
+	if opts.ScriptDir == "" {
+		wd, err := os.Getwd()
+		if err != nil {
+			return nil, err
+		}
+		opts.ScriptDir = wd
+	}
+	dir, err := filepath.Abs(opts.ScriptDir)
+	if err != nil {
+		return nil, err
+	}
+	opts.ScriptDir = dir
+	loopback, err := isLoopback(opts.Addr)
+	if err != nil {
+		return nil, err
+	}
+	if !loopback && opts.Token == "" {
+		return nil, fmt.Errorf("listening on %s, which is not a loopback address, requires a bearer token (--token or $STARFLOW_TOKEN)", opts.Addr)
+	}
+	s := &Server{
+		rt:     rt,
+		store:  rt.Store(),
+		opts:   opts,
+		log:    opts.Logger,
+		queue:  newQueue(),
+		timers: newTimers(),
+		watch:  newWatchers(),
+	}
+	s.runCtx, s.cancelRuns = context.WithCancel(context.Background())
+	return s, nil
+}
+
+func isLoopback(addr string) (bool, error) {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false, fmt.Errorf("invalid address %q: %v", addr, err)
+	}
+	if host == "localhost" {
+		return true, nil
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback(), nil
+}
+
+// Listen binds the API address. Serve calls it if it was not called.
+func (s *Server) Listen() error {
+	if s.ln != nil {
+		return nil
+	}
+	ln, err := net.Listen("tcp", s.opts.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", s.opts.Addr, err)
+	}
+	s.ln = ln
+	return nil
+}
+
+// Addr returns the bound address (after Listen).
+func (s *Server) Addr() string {
+	if s.ln == nil {
+		return s.opts.Addr
+	}
+	return s.ln.Addr().String()
+}
+
+// Serve recovers interrupted and due runs, starts the workers and the
+// timers, and serves the API until ctx ends; then it shuts down gracefully:
+// it stops taking work, lets executing runs reach their next builtin
+// boundary (up to ShutdownGrace), interrupts the rest, and returns with
+// every run resumable.
+func (s *Server) Serve(ctx context.Context) error {
+	if err := s.Listen(); err != nil {
+		return err
+	}
+	if err := s.recover(ctx); err != nil {
+		return err
+	}
+	for i := 0; i < s.opts.Concurrency; i++ {
+		s.workers.Add(1)
+		go s.worker()
+	}
+	timersDone := make(chan struct{})
+	timerCtx, stopTimers := context.WithCancel(context.Background())
+	go func() {
+		defer close(timersDone)
+		s.timers.loop(timerCtx, func(id string) { s.enqueue(id) })
+	}()
+	s.http = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- s.http.Serve(s.ln) }()
+	s.log.Info().Str("addr", s.Addr()).Int("concurrency", s.opts.Concurrency).Msg("serving")
+
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-serveErr:
+	}
+	s.log.Info().Msg("shutting down: no new work; executing runs stop at their next builtin boundary")
+	shutCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	s.http.Shutdown(shutCtx)
+	cancel()
+	stopTimers()
+	<-timersDone
+	s.queue.close()
+	s.rt.Drain()
+	done := make(chan struct{})
+	go func() { s.workers.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(s.opts.ShutdownGrace):
+		s.log.Warn().Dur("grace", s.opts.ShutdownGrace).Strs("runs", s.rt.Active()).Msg("interrupting runs still in a builtin call")
+		s.cancelRuns()
+		<-done
+	}
+	s.cancelRuns()
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	s.log.Info().Msg("stopped; every unfinished run is resumable")
+	return err
+}
+
+// recover queues interrupted runs and arms timers for waiting ones.
+func (s *Server) recover(ctx context.Context) error {
+	running, err := s.store.List(ctx, journal.Filter{Status: []journal.Status{journal.StatusRunning}})
+	if err != nil {
+		return err
+	}
+	for i := len(running) - 1; i >= 0; i-- { // oldest first
+		s.enqueue(running[i].ID)
+	}
+	waiting, err := s.store.List(ctx, journal.Filter{Status: []journal.Status{journal.StatusWaiting}})
+	if err != nil {
+		return err
+	}
+	due := 0
+	for _, r := range waiting {
+		if r.Waiting != nil && r.Waiting.Until != nil {
+			if !r.Waiting.Until.After(time.Now()) {
+				due++
+			}
+			s.timers.add(r.ID, *r.Waiting.Until)
+		}
+	}
+	s.log.Info().Int("interrupted", len(running)).Int("waiting", len(waiting)).Int("due", due).Msg("recovered")
+	return nil
+}
+
+// enqueue schedules a run for execution.
+func (s *Server) enqueue(id string) { s.queue.push(id) }
+
+func (s *Server) worker() {
+	defer s.workers.Done()
+	for {
+		id, ok := s.queue.pop()
+		if !ok {
+			return
+		}
+		s.timers.remove(id)
+		out, err := s.rt.Resume(s.runCtx, id)
+		s.afterRun(id, out, err)
+		again := s.queue.finish(id)
+		if again {
+			s.enqueue(id)
+		}
+		s.watch.notify(id)
+	}
+}
+
+func (s *Server) afterRun(id string, out *runtime.Outcome, err error) {
+	switch {
+	case errors.Is(err, runtime.ErrInterrupted):
+		s.log.Info().Str("run", id).Msg("run interrupted; it resumes at the next start")
+		return
+	case err != nil:
+		s.log.Error().Str("run", id).Err(err).Msg("run could not execute")
+		return
+	}
+	ev := s.log.Info().Str("run", id).Str("status", string(out.Status)).Int("replayed", out.Stats.Replayed).Int("executed", out.Stats.Executed)
+	if out.Status == journal.StatusWaiting && out.Waiting != nil {
+		ev = ev.Str("waiting", out.Waiting.Reason)
+		if out.Waiting.Until != nil {
+			s.timers.add(id, *out.Waiting.Until)
+		}
+	}
+	ev.Msg("run")
+}
+
+// resolveScript maps a script path from a request into ScriptDir.
+func (s *Server) resolveScript(p string) (string, error) {
+	full := p
+	if !filepath.IsAbs(full) {
+		full = filepath.Join(s.opts.ScriptDir, p)
+	}
+	full = filepath.Clean(full)
+	rel, err := filepath.Rel(s.opts.ScriptDir, full)
+	if err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+		return "", fmt.Errorf("script %s is outside the server's script directory %s", p, s.opts.ScriptDir)
+	}
+	return full, nil
+}
