@@ -268,7 +268,7 @@ func (s *Server) startRun(w http.ResponseWriter, r *http.Request) (any, int, err
 		ch := s.watch.watch(out.ID)
 		s.enqueue(out.ID)
 		if wait > 0 {
-			s.waitFor(r.Context(), out.ID, ch, wait)
+			s.waitFor(r.Context(), out.ID, ch, wait, journal.StatusRunning)
 		}
 	}
 	resp, err := s.runResponse(r.Context(), out.ID)
@@ -283,9 +283,9 @@ func (s *Server) startRun(w http.ResponseWriter, r *http.Request) (any, int, err
 	return resp, status, nil
 }
 
-// waitFor waits until the run's state changes to something other than
-// running (or queued), or the wait is over.
-func (s *Server) waitFor(ctx context.Context, id string, ch chan struct{}, wait time.Duration) {
+// waitFor waits until the run's status is no longer while (and it is not
+// queued or executing), or the wait is over.
+func (s *Server) waitFor(ctx context.Context, id string, ch chan struct{}, wait time.Duration, while journal.Status) {
 	deadline := time.NewTimer(wait)
 	defer deadline.Stop()
 	for {
@@ -298,12 +298,15 @@ func (s *Server) waitFor(ctx context.Context, id string, ch chan struct{}, wait 
 		}
 		ch = s.watch.watch(id)
 		meta, err := s.store.Run(ctx, id)
-		if err != nil || (meta.Status != journal.StatusRunning && !s.queue.isQueued(id)) {
+		if err != nil || (meta.Status != while && !s.queue.isQueued(id)) {
 			return
 		}
 	}
 }
 
+// waitRun is GET /v1/runs/{id}/wait?timeout=30s&status=running: it answers
+// when the run's status is no longer the given one (default running), or
+// when the timeout passes.
 func (s *Server) waitRun(w http.ResponseWriter, r *http.Request) (any, int, error) {
 	id := r.PathValue("id")
 	wait := 30 * time.Second
@@ -314,13 +317,20 @@ func (s *Server) waitRun(w http.ResponseWriter, r *http.Request) (any, int, erro
 		}
 		wait = d
 	}
+	while := journal.StatusRunning
+	if st := r.URL.Query().Get("status"); st != "" {
+		var err error
+		if while, err = journal.ParseStatus(st); err != nil {
+			return nil, 0, apiErr(http.StatusBadRequest, "invalid_request", "%v", err)
+		}
+	}
 	ch := s.watch.watch(id)
 	meta, err := s.store.Run(r.Context(), id)
 	if err != nil {
 		return nil, 0, err
 	}
-	if meta.Status == journal.StatusRunning || s.queue.isQueued(id) {
-		s.waitFor(r.Context(), id, ch, wait)
+	if meta.Status == while || s.queue.isQueued(id) {
+		s.waitFor(r.Context(), id, ch, wait, while)
 	}
 	resp, err := s.runResponse(r.Context(), id)
 	return resp, http.StatusOK, err

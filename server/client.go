@@ -83,8 +83,14 @@ func (c *Client) Get(ctx context.Context, id string) (*RunResponse, error) {
 
 // Wait waits up to timeout for a run to leave the running state.
 func (c *Client) Wait(ctx context.Context, id string, timeout time.Duration) (*RunResponse, error) {
+	return c.WaitWhile(ctx, id, journal.StatusRunning, timeout)
+}
+
+// WaitWhile waits up to timeout for a run's status to be other than while.
+func (c *Client) WaitWhile(ctx context.Context, id string, while journal.Status, timeout time.Duration) (*RunResponse, error) {
 	var out RunResponse
-	return &out, c.do(ctx, http.MethodGet, "/v1/runs/"+url.PathEscape(id)+"/wait?timeout="+timeout.String(), nil, &out)
+	q := url.Values{"timeout": {timeout.String()}, "status": {string(while)}}
+	return &out, c.do(ctx, http.MethodGet, "/v1/runs/"+url.PathEscape(id)+"/wait?"+q.Encode(), nil, &out)
 }
 
 // List lists runs.

@@ -54,6 +54,10 @@ func testMain() int {
 }
 
 func TestMain(m *testing.M) {
+	if os.Getenv("STARFLOW_TEST_MAIN") == "1" {
+		// Re-executed by a Go test as the starflow command.
+		os.Exit(testMain())
+	}
 	testscript.Main(m, map[string]func(){
 		"starflow": func() { os.Exit(testMain()) },
 	})

@@ -45,15 +45,20 @@ func outcomeOf(r *server.RunResponse) *runtime.Outcome {
 	return &runtime.Outcome{ID: r.ID, Status: r.Status, Result: r.Result, Error: r.Error, Waiting: r.Waiting, Existed: r.Existed, Notes: r.Notes}
 }
 
-// awaitRemote waits for a run executing in the server to finish or wait,
-// then reports it like a local run.
-func (m *Main) awaitRemote(ctx context.Context, cl *server.Client, r *server.RunResponse) int {
-	for r.Status == journal.StatusRunning {
+// awaitRemote waits for a run executing in the server to finish or to
+// start a wait longer than maxWait, then reports it like a local run.
+func (m *Main) awaitRemote(ctx context.Context, cl *server.Client, r *server.RunResponse, maxWait time.Duration) int {
+	for {
+		near := r.Status == journal.StatusWaiting && r.Waiting != nil && r.Waiting.Until != nil && time.Until(*r.Waiting.Until) <= maxWait
+		if r.Status != journal.StatusRunning && !near && !r.Queued && !r.Active {
+			break
+		}
+		id := r.ID
 		var err error
-		r, err = cl.Wait(ctx, r.ID, 5*time.Minute)
+		r, err = cl.WaitWhile(ctx, id, r.Status, 5*time.Minute)
 		if err != nil {
 			if ctx.Err() != nil {
-				fmt.Fprintf(m.Stderr, "starflow: stopped waiting; run %s goes on in the server (starflow show %s)\n", r.ID, r.ID)
+				fmt.Fprintf(m.Stderr, "starflow: stopped waiting; run %s goes on in the server (starflow show %s)\n", id, id)
 				return ExitInterrupted
 			}
 			return m.remoteExit(err)

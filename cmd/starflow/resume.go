@@ -32,7 +32,7 @@ func (m *Main) cmdResume(ctx context.Context, args []string) int {
 		if err != nil {
 			return m.remoteExit(err)
 		}
-		return m.awaitRemote(ctx, cl, r)
+		return m.awaitRemote(ctx, cl, r, f.maxInlineWait)
 	}
 	if e == nil {
 		return code

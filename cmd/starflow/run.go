@@ -86,7 +86,7 @@ func (m *Main) cmdRun(ctx context.Context, args []string) int {
 	}
 	e, cl, code := m.session(&f.common, "run "+script, runtime.Options{MaxInlineWait: f.maxInlineWait})
 	if cl != nil {
-		return m.runRemote(ctx, cl, server.StartRequest{ID: id, Entry: runtime.ScriptName(script), Input: raw, Durability: dur,
+		return m.runRemote(ctx, cl, f.maxInlineWait, server.StartRequest{ID: id, Entry: runtime.ScriptName(script), Input: raw, Durability: dur,
 			Limits: &journal.Limits{MaxSteps: maxSteps, MaxCalls: maxCalls}, Dialect: &journal.Dialect{While: allowWhile, Recursion: allowRec}})
 	}
 	if e == nil {
@@ -106,7 +106,7 @@ func (m *Main) cmdRun(ctx context.Context, args []string) int {
 
 // runRemote submits a run to the server that owns the store, with the
 // script's files, and waits for its outcome.
-func (m *Main) runRemote(ctx context.Context, cl *server.Client, req server.StartRequest) int {
+func (m *Main) runRemote(ctx context.Context, cl *server.Client, maxWait time.Duration, req server.StartRequest) int {
 	files, err := runtime.ReadScripts(req.Entry)
 	if err != nil {
 		fmt.Fprintln(m.Stderr, "starflow:", err)
@@ -122,7 +122,7 @@ func (m *Main) runRemote(ctx context.Context, cl *server.Client, req server.Star
 		return m.remoteExit(err)
 	}
 	fmt.Fprintf(m.Stderr, "starflow: run %s is executing in the server at %s\n", r.ID, cl.BaseURL)
-	return m.awaitRemote(ctx, cl, r)
+	return m.awaitRemote(ctx, cl, r, maxWait)
 }
 
 // readInput reads --input: inline JSON, @file, or @- for stdin. The JSON
