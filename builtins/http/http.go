@@ -89,6 +89,13 @@ type Options struct {
 	// http.DefaultTransport.
 	Transport *nethttp.Transport
 
+	// WrapTransport, if set, is called once by New with the transport
+	// requests go through (the link-local guard stays in its dialer) and
+	// returns the RoundTripper to use instead: fault injection (package
+	// chaos) wraps it this way. Retries, budgets and the other guards stay
+	// above it.
+	WrapTransport func(nethttp.RoundTripper) nethttp.RoundTripper
+
 	// Resolver, if set, resolves host names for the default dialer.
 	Resolver *net.Resolver
 
@@ -140,14 +147,20 @@ func New(opts Options) (*Module, error) {
 		return nil, err
 	}
 	m := &Module{opts: opts, allow: allow, budget: newBudgets(budget)}
-	m.transport = sharedTransport{m.newTransport(opts.Transport)}
+	var rt nethttp.RoundTripper = m.newTransport(opts.Transport)
+	if opts.WrapTransport != nil {
+		if w := opts.WrapTransport(rt); w != nil {
+			rt = w
+		}
+	}
+	m.transport = sharedTransport{rt}
 	return m, nil
 }
 
 // sharedTransport hides CloseIdleConnections from the per-call clients:
 // go-retryablehttp closes idle connections after every failed call, which
 // must not empty the pool that other calls share.
-type sharedTransport struct{ t *nethttp.Transport }
+type sharedTransport struct{ t nethttp.RoundTripper }
 
 func (s sharedTransport) RoundTrip(r *nethttp.Request) (*nethttp.Response, error) {
 	return s.t.RoundTrip(r)

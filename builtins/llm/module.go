@@ -40,6 +40,11 @@ type Options struct {
 	// environment. secret(NAME) keys resolve through the run's secret
 	// resolver inside a run, and through Secrets outside one.
 	Secrets func(name string) (string, error)
+	// WrapProvider, if set, is called once for each provider client New
+	// builds (name is the provider's name in the configuration) and
+	// returns the Provider to use instead: fault injection (package chaos)
+	// wraps clients this way, the fake provider included.
+	WrapProvider func(name string, kind provider.Kind, p provider.Provider) provider.Provider
 }
 
 // Module is a configured llm module: the llm() builtin and the routing and
@@ -113,13 +118,21 @@ func New(opts Options) (*Module, error) {
 
 	// One client per provider (and per deployment base URL override).
 	clients := map[string]provider.Provider{}
-	fakes := map[string]*provider.FakeProvider{}
+	fakes := map[string]provider.Provider{}
+	wrap := func(p *Provider, c provider.Provider) provider.Provider {
+		if opts.WrapProvider != nil {
+			if w := opts.WrapProvider(p.Name, p.Type, c); w != nil {
+				return w
+			}
+		}
+		return c
+	}
 	clientFor := func(p *Provider, baseURL string) (provider.Provider, error) {
 		if p.Type == provider.Fake {
 			if f := fakes[p.Name]; f != nil {
 				return f, nil
 			}
-			f := provider.NewFake(p.Fake)
+			f := wrap(p, provider.NewFake(p.Fake))
 			fakes[p.Name] = f
 			return f, nil
 		}
@@ -135,8 +148,9 @@ func New(opts Options) (*Module, error) {
 			return nil, fmt.Errorf("llm: provider %s: %w", p.Name, err)
 		}
 		c.Now = m.now
-		clients[k] = c
-		return c, nil
+		w := wrap(p, c)
+		clients[k] = w
+		return w, nil
 	}
 
 	names := make([]string, 0, len(cfg.Models))
