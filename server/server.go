@@ -244,6 +244,16 @@ func (s *Server) recover(ctx context.Context) error {
 // enqueue schedules a run for execution.
 func (s *Server) enqueue(id string) { s.queue.push(id) }
 
+// Enqueue schedules a run (one created with Runtime.Create, or a waiting
+// run whose wait should be re-checked) for execution by a worker.
+func (s *Server) Enqueue(id string) { s.enqueue(id) }
+
+// Stats reports the runs queued, the runs executing, and the armed timers.
+func (s *Server) Stats() (queued, executing, timers int) {
+	q, r := s.queue.stats()
+	return q, r, s.timers.len()
+}
+
 func (s *Server) worker() {
 	defer s.workers.Done()
 	for {

@@ -195,7 +195,14 @@ func waitHint(id string, w *journal.Waiting) string {
 	case w.Builtin == "ask_human":
 		return fmt.Sprintf("starflow: answer with: starflow answer %s --value JSON", id)
 	case w.Builtin == "wait_signal":
-		return fmt.Sprintf("starflow: signal with: starflow signal %s NAME --value JSON", id)
+		var sw struct {
+			Name string `json:"name"`
+		}
+		name := "NAME"
+		if json.Unmarshal(w.Data, &sw) == nil && sw.Name != "" {
+			name = sw.Name
+		}
+		return fmt.Sprintf("starflow: signal with: starflow signal %s %s --value JSON", id, name)
 	case w.Until != nil:
 		return fmt.Sprintf("starflow: continue with: starflow resume %s (due %s; resuming earlier waits only for what is left)", id, w.Until.Local().Format("2006-01-02 15:04:05 MST"))
 	}
