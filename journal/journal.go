@@ -151,6 +151,7 @@ type Run struct {
 	Result     json.RawMessage `json:"result,omitempty"`
 	Error      *RunError       `json:"error,omitempty"`
 	Progress   json.RawMessage `json:"progress,omitempty"` // last value the script published with progress()
+	Origin     *Origin         `json:"origin,omitempty"`   // set when the run is a fork
 }
 
 // Waiting describes what a waiting run waits for.

@@ -13,15 +13,16 @@ type Type uint8
 
 // Record types. Their numbers are part of the on-disk format.
 const (
-	TypeRunStarted    Type = 1 // payload RunStarted; always Seq 1
-	TypeCallStarted   Type = 2 // payload CallStarted
-	TypeCallCompleted Type = 3 // payload CallCompleted
-	TypeCallWaiting   Type = 4 // payload CallWaiting
-	TypeLog           Type = 5 // payload Log
-	TypeRunResumed    Type = 6 // payload RunResumed
-	TypeRunFinished   Type = 7 // payload RunFinished
-	TypeProgress      Type = 8 // payload Progress
-	TypeMessage       Type = 9 // payload Message; used in inboxes, not journals
+	TypeRunStarted    Type = 1  // payload RunStarted; always Seq 1
+	TypeCallStarted   Type = 2  // payload CallStarted
+	TypeCallCompleted Type = 3  // payload CallCompleted
+	TypeCallWaiting   Type = 4  // payload CallWaiting
+	TypeLog           Type = 5  // payload Log
+	TypeRunResumed    Type = 6  // payload RunResumed
+	TypeRunFinished   Type = 7  // payload RunFinished
+	TypeProgress      Type = 8  // payload Progress
+	TypeMessage       Type = 9  // payload Message; used in inboxes, not journals
+	TypeRunMigrated   Type = 10 // payload RunMigrated
 )
 
 var typeNames = map[Type]string{
@@ -34,6 +35,7 @@ var typeNames = map[Type]string{
 	TypeRunFinished:   "run.finished",
 	TypeProgress:      "progress",
 	TypeMessage:       "message",
+	TypeRunMigrated:   "run.migrated",
 }
 
 func (t Type) String() string {
@@ -131,6 +133,22 @@ type RunStarted struct {
 	Durability Durability      `json:"durability"`
 	Limits     Limits          `json:"limits"`
 	Dialect    Dialect         `json:"dialect"`
+	Origin     *Origin         `json:"origin,omitempty"` // set when the run is a fork
+}
+
+// Origin says which run a fork was made from.
+type Origin struct {
+	Run       string `json:"run"`                  // the run forked
+	At        int    `json:"at"`                   // calls 1..At were reused
+	SetResult bool   `json:"set_result,omitempty"` // call At's result was replaced
+}
+
+// RunMigrated moves a run to new code, after a replay check showed the
+// new code reproduces the journal. Later executions use Script.
+type RunMigrated struct {
+	Script   Manifest `json:"script"`
+	From     string   `json:"from"`     // hash of the manifest it replaces
+	Replayed int      `json:"replayed"` // journaled calls the check reproduced
 }
 
 // Manifest pins a run's code: the entry file and every file it loads, by

@@ -53,6 +53,7 @@ type run struct {
 	nextSeq           uint64
 	pending           []journal.Record
 	calls             int
+	lastPos           string // position of the last replayed call
 	main              *branch
 	fatal             error
 	stats             ExecStats
@@ -62,6 +63,8 @@ type run struct {
 	currentWait *journal.Waiting // while waiting in process
 	resumeWait  *journal.Waiting // the wait this execution resumes, until its call is reached again
 	progress    json.RawMessage
+
+	dry bool // a replay check: answer calls from the journal only, write nothing
 
 	values    map[string]any  // run-scoped settings (SetRunValue)
 	consumed  map[uint64]bool // inbox messages consumed by completed calls
@@ -100,6 +103,14 @@ func (b *branch) next() string {
 type suspended struct{ waiting *journal.Waiting }
 
 func (s *suspended) Error() string { return "run suspended: " + s.waiting.Reason }
+
+// reachedLive ends a replay check at the first call the journal does not
+// answer.
+type reachedLive struct {
+	step, builtin, pos string
+}
+
+func (e *reachedLive) Error() string { return "replay check reached step " + e.step }
 
 type interrupted struct{}
 
@@ -254,6 +265,12 @@ func (r *run) load(meta *journal.Run, recs []journal.Record) error {
 	r.progress = meta.Progress
 	for _, rec := range recs[1:] {
 		switch rec.Type {
+		case journal.TypeRunMigrated:
+			var rm journal.RunMigrated
+			if err := rec.Decode(&rm); err != nil {
+				return err
+			}
+			r.started.Script = rm.Script
 		case journal.TypeCallStarted:
 			cs, err := rec.DecodeCallStarted()
 			if err != nil {
@@ -397,6 +414,10 @@ func (r *run) add(t journal.Type, payload any) {
 
 // flush writes pending records (and the metadata, if withMeta).
 func (r *run) flush(durable, withMeta bool) error {
+	if r.dry {
+		r.pending = r.pending[:0]
+		return nil
+	}
 	withMeta = withMeta || r.metaDirty
 	if len(r.pending) == 0 && !withMeta {
 		return nil
@@ -519,12 +540,19 @@ func (r *run) call(thread *starlark.Thread, b *Builtin, args starlark.Tuple, kwa
 		if rec.completed != nil {
 			r.consumedCompleted++
 			r.stats.Replayed++
+			r.lastPos = pos
 			r.log.Info().Str("step", step).Str("builtin", b.Name).Str("outcome", "replayed").Msg("call")
 			return r.resultOf(b.Name, rec.completed)
 		}
 		// Started (and perhaps waiting) but never completed: the process
 		// stopped during this call. Run it again, with the same key.
+		if r.dry {
+			return nil, r.setFatal(&reachedLive{step: step, builtin: b.Name, pos: pos})
+		}
 	} else {
+		if r.dry {
+			return nil, r.setFatal(&reachedLive{step: step, builtin: b.Name, pos: pos})
+		}
 		r.add(journal.TypeCallStarted, journal.CallStarted{
 			Step: step, Builtin: b.Name, Args: jargs, Digest: digest, Key: r.id + "/" + step, Pos: pos,
 		})
@@ -618,6 +646,9 @@ func (r *run) live(b *Builtin, step, pos string, args starlark.Tuple, kwargs []s
 	if err := r.flushCall(); err != nil {
 		return nil, r.setFatal(err)
 	}
+	if h := r.rt.opts.AfterCall; h != nil {
+		h(r.id, step)
+	}
 	for _, seq := range c.consumed {
 		r.consumed[seq] = true
 	}
@@ -665,7 +696,10 @@ func (r *run) suspend(c *Call, b *Builtin, s *Suspend, pos string) (bool, error)
 		c.Wait = &w
 	}
 	waiting := &journal.Waiting{Step: c.Step, Builtin: b.Name, Reason: s.Reason, Until: w.Until, Pos: pos, Data: w.Data}
-	if w.Until != nil && r.rt.opts.MaxInlineWait >= 0 {
+	// Waits for messages are not skipped under SkipWaits: the caller
+	// decides whether to answer them or move the clock (Runtime.Advance).
+	inline := !(r.rt.opts.SkipWaits && b.Accept != nil)
+	if w.Until != nil && r.rt.opts.MaxInlineWait >= 0 && inline {
 		d := w.Until.Sub(r.rt.now())
 		if d <= r.rt.opts.MaxInlineWait {
 			r.log.Info().Str("step", c.Step).Str("builtin", b.Name).Str("outcome", "waiting").Dur("for", d).Msg("call")
@@ -690,6 +724,10 @@ func sameWait(a, b *journal.CallWaiting) bool {
 
 // pause waits d, or until woken; false means the run was stopped.
 func (r *run) pause(d time.Duration) bool {
+	if d > 0 && r.rt.opts.SkipWaits {
+		r.rt.skip(d)
+		d = 0
+	}
 	if d <= 0 {
 		return r.ctx.Err() == nil && !r.rt.draining()
 	}
@@ -735,7 +773,7 @@ func (r *run) stopped() error {
 // emitLog writes a script's log line, unless the run is replaying (the line
 // was emitted when the call it follows first ran).
 func (r *run) emitLog(thread *starlark.Thread, level zerolog.Level, msg string, fields *starlark.Dict) error {
-	if r.replaying() {
+	if r.replaying() || r.dry {
 		return nil
 	}
 	pos := callerPos(thread, 1)
@@ -830,8 +868,9 @@ func (r *run) finish(result starlark.Value, err error) (*Outcome, error) {
 	return r.end(out, journal.StatusCompleted, res, nil, "")
 }
 
-func (r *run) removedCall() *journal.RunError {
-	// The first recorded call the script did not consume, in step order.
+// removedDivergence describes the first recorded call, in step order, that
+// the script finished without making.
+func (r *run) removedDivergence() *DivergenceError {
 	best, bestN := "", -1
 	for step, rc := range r.index {
 		if rc.completed == nil {
@@ -850,6 +889,11 @@ func (r *run) removedCall() *journal.RunError {
 		de.Recorded = describeCall(rc.started.Builtin, rc.started.Args)
 		de.RecordedPos = rc.started.Pos
 	}
+	return de
+}
+
+func (r *run) removedCall() *journal.RunError {
+	de := r.removedDivergence()
 	return &journal.RunError{Kind: "divergence", Message: de.Error(), Pos: de.RecordedPos}
 }
 

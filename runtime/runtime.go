@@ -61,6 +61,16 @@ type Options struct {
 	// Secrets resolves secret("NAME") references when a builtin uses them
 	// (default: environment variables).
 	Secrets func(name string) (string, error)
+
+	// SkipWaits makes every wait (sleep, timeout, backoff) end at once by
+	// moving the runtime's clock forward instead: for testing workflows
+	// (starflow test), never for production.
+	SkipWaits bool
+
+	// AfterCall, if set, is called after a call's completion is journaled
+	// (as durably as the run's mode asks), before the script sees the
+	// result. starflow test uses it to crash at that exact point.
+	AfterCall func(runID, step string)
 }
 
 // Runtime executes and replays runs against a journal.Store. It is safe for
@@ -81,6 +91,9 @@ type Runtime struct {
 
 	drainOnce sync.Once
 	drain     chan struct{} // closed by Drain
+
+	skewMu sync.Mutex
+	skew   time.Duration // how far SkipWaits has moved the clock
 }
 
 // Default limits.
@@ -131,7 +144,31 @@ func New(store journal.Store, opts Options) (*Runtime, error) {
 // Store returns the runtime's store.
 func (rt *Runtime) Store() journal.Store { return rt.store }
 
-func (rt *Runtime) now() time.Time { return rt.opts.Clock() }
+func (rt *Runtime) now() time.Time {
+	if !rt.opts.SkipWaits {
+		return rt.opts.Clock()
+	}
+	rt.skewMu.Lock()
+	defer rt.skewMu.Unlock()
+	return rt.opts.Clock().Add(rt.skew)
+}
+
+// Advance moves the runtime's clock forward by d when SkipWaits is set (a
+// test harness passing a deadline); otherwise it does nothing.
+func (rt *Runtime) Advance(d time.Duration) {
+	if rt.opts.SkipWaits && d > 0 {
+		rt.skip(d)
+	}
+}
+
+// Now returns the runtime's clock.
+func (rt *Runtime) Now() time.Time { return rt.now() }
+
+func (rt *Runtime) skip(d time.Duration) {
+	rt.skewMu.Lock()
+	rt.skew += d
+	rt.skewMu.Unlock()
+}
 
 // Builtins returns the journaled builtins, sorted by name.
 func (rt *Runtime) Builtins() []*Builtin {
