@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -61,6 +62,23 @@ type harness struct {
 type setup struct {
 	http func(*sfhttp.Options)
 	llm  *llm.Config
+	// hosts maps host names used in URLs ("a.test:80") to loopback
+	// listeners, so that targets, and with them fault sequences, do not
+	// depend on the ports the test servers got.
+	hosts map[string]string
+}
+
+// dialer returns a transport that connects to hosts[addr] instead of addr.
+func dialer(hosts map[string]string) *http.Transport {
+	d := &net.Dialer{Timeout: 5 * time.Second}
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if to, ok := hosts[addr]; ok {
+			addr = to
+		}
+		return d.DialContext(ctx, network, addr)
+	}
+	return t
 }
 
 func newHarness(t testing.TB, p *chaos.Profile, s setup) *harness {
@@ -75,6 +93,9 @@ func newHarness(t testing.TB, p *chaos.Profile, s setup) *harness {
 	log := zerolog.New(h.logs)
 
 	hopts := sfhttp.Options{Retry: fast, Timeout: 2 * time.Second, WrapTransport: h.inj.HTTPTransport}
+	if s.hosts != nil {
+		hopts.Transport = dialer(s.hosts)
+	}
 	if s.http != nil {
 		s.http(&hopts)
 	}
@@ -84,8 +105,12 @@ func newHarness(t testing.TB, p *chaos.Profile, s setup) *harness {
 	}
 	bs := append(builtins.Standard(), hm.Builtins()...)
 	if s.llm != nil {
+		var base *http.Client
+		if s.hosts != nil {
+			base = &http.Client{Transport: dialer(s.hosts)}
+		}
 		lm, err := llm.New(llm.Options{Config: s.llm, KV: store, Logger: log, Secrets: secrets,
-			HTTPClient: h.inj.LLMClient(nil), WrapProvider: h.inj.WrapLLMProvider})
+			HTTPClient: h.inj.LLMClient(base), WrapProvider: h.inj.WrapLLMProvider})
 		if err != nil {
 			t.Fatal(err)
 		}

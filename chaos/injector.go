@@ -228,7 +228,7 @@ func (i *Injector) decide(ri *reqInfo) *decision {
 		case Latency:
 			delay := r.Delay
 			if r.DelayMax > r.Delay {
-				delay += time.Duration(unit(t.hash, n, idx, 1) * float64(r.DelayMax-r.Delay))
+				delay += time.Duration(unit(t.hash, n, idx, 1) * float64(r.DelayMax-r.Delay)).Round(time.Microsecond)
 			}
 			d.delay += delay
 			e.Delay = delay
