@@ -62,6 +62,32 @@ type CancelRequest struct {
 	By string `json:"by,omitempty"`
 }
 
+// CodeRequest names code for check and migrate: the entry file and every
+// file it loads.
+type CodeRequest struct {
+	Entry   string            `json:"entry"`
+	Sources map[string]string `json:"sources"`
+}
+
+// CheckResponse is the outcome of a replay check.
+type CheckResponse struct {
+	OK         bool   `json:"ok"`
+	Replayed   int    `json:"replayed"`
+	Journaled  int    `json:"journaled"`
+	Summary    string `json:"summary"`
+	Divergence bool   `json:"divergence"`
+}
+
+// ForkRequest is the body of POST /v1/runs/{id}/fork.
+type ForkRequest struct {
+	ID        string            `json:"id,omitempty"`
+	At        int               `json:"at"`
+	SetResult json.RawMessage   `json:"set_result,omitempty"`
+	Entry     string            `json:"entry,omitempty"`
+	Sources   map[string]string `json:"sources,omitempty"`
+	Wait      string            `json:"wait,omitempty"`
+}
+
 // ErrorBody is every error response: {"error": {"code": ..., "message": ...}}.
 type ErrorBody struct {
 	Error APIError `json:"error"`
@@ -102,6 +128,9 @@ func (s *Server) Handler() http.Handler {
 	handle("POST /v1/runs/{id}/signals/{name}", s.signal)
 	handle("POST /v1/runs/{id}/cancel", s.cancel)
 	handle("POST /v1/runs/{id}/resume", s.resume)
+	handle("POST /v1/runs/{id}/check", s.check)
+	handle("POST /v1/runs/{id}/migrate", s.migrate)
+	handle("POST /v1/runs/{id}/fork", s.fork)
 	handle("GET /v1/health", s.health)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, apiErr(http.StatusNotFound, "not_found", "no such endpoint: %s %s (see spec/api.md)", r.Method, r.URL.Path))
@@ -465,4 +494,86 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request) (any, int, error
 		"queued":    queued,
 		"timers":    s.timers.len(),
 	}, http.StatusOK, nil
+}
+
+func (r *CodeRequest) files() (map[string][]byte, error) {
+	if r.Entry == "" || len(r.Sources) == 0 {
+		return nil, apiErr(http.StatusBadRequest, "invalid_request", "give entry and sources: the new code")
+	}
+	out := map[string][]byte{}
+	for k, v := range r.Sources {
+		out[runtime.ScriptName(k)] = []byte(v)
+	}
+	return out, nil
+}
+
+func checkResponse(rep *runtime.CheckReport) CheckResponse {
+	return CheckResponse{OK: rep.OK, Replayed: rep.Replayed, Journaled: rep.Journaled, Summary: rep.Summary(), Divergence: rep.Divergence != nil}
+}
+
+func (s *Server) check(w http.ResponseWriter, r *http.Request) (any, int, error) {
+	var req CodeRequest
+	if err := s.decode(w, r, &req); err != nil {
+		return nil, 0, err
+	}
+	files, err := req.files()
+	if err != nil {
+		return nil, 0, err
+	}
+	rep, err := s.rt.Check(r.Context(), r.PathValue("id"), req.Entry, files)
+	if err != nil {
+		return nil, 0, err
+	}
+	return checkResponse(rep), http.StatusOK, nil
+}
+
+func (s *Server) migrate(w http.ResponseWriter, r *http.Request) (any, int, error) {
+	var req CodeRequest
+	if err := s.decode(w, r, &req); err != nil {
+		return nil, 0, err
+	}
+	files, err := req.files()
+	if err != nil {
+		return nil, 0, err
+	}
+	id := r.PathValue("id")
+	rep, err := s.rt.Migrate(r.Context(), id, req.Entry, files)
+	if errors.Is(err, runtime.ErrCheckFailed) {
+		return nil, 0, apiErr(http.StatusConflict, "check_failed", "%s", rep.Summary())
+	}
+	if err != nil {
+		return nil, 0, err
+	}
+	s.enqueue(id)
+	return checkResponse(rep), http.StatusOK, nil
+}
+
+func (s *Server) fork(w http.ResponseWriter, r *http.Request) (any, int, error) {
+	var req ForkRequest
+	if err := s.decode(w, r, &req); err != nil {
+		return nil, 0, err
+	}
+	fr := runtime.ForkRequest{ID: req.ID, At: req.At, SetResult: req.SetResult}
+	if len(req.Sources) > 0 {
+		code := CodeRequest{Entry: req.Entry, Sources: req.Sources}
+		files, err := code.files()
+		if err != nil {
+			return nil, 0, err
+		}
+		fr.Script, fr.Sources = req.Entry, files
+	}
+	out, err := s.rt.Fork(r.Context(), r.PathValue("id"), fr)
+	if err != nil {
+		return nil, 0, err
+	}
+	ch := s.watch.watch(out.ID)
+	s.enqueue(out.ID)
+	if req.Wait != "" {
+		d, err := time.ParseDuration(req.Wait)
+		if err == nil && d > 0 && d <= 10*time.Minute {
+			s.waitFor(r.Context(), out.ID, ch, d, journal.StatusRunning)
+		}
+	}
+	resp, err := s.runResponse(r.Context(), out.ID)
+	return resp, http.StatusCreated, err
 }

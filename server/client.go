@@ -143,3 +143,21 @@ func (c *Client) Resume(ctx context.Context, id string) (*RunResponse, error) {
 	var out RunResponse
 	return &out, c.do(ctx, http.MethodPost, "/v1/runs/"+url.PathEscape(id)+"/resume", nil, &out)
 }
+
+// Check replays a run against new code (entry and its files) on the server.
+func (c *Client) Check(ctx context.Context, id string, code CodeRequest) (*CheckResponse, error) {
+	var out CheckResponse
+	return &out, c.do(ctx, http.MethodPost, "/v1/runs/"+url.PathEscape(id)+"/check", code, &out)
+}
+
+// Migrate moves a run to new code if the replay check passes.
+func (c *Client) Migrate(ctx context.Context, id string, code CodeRequest) (*CheckResponse, error) {
+	var out CheckResponse
+	return &out, c.do(ctx, http.MethodPost, "/v1/runs/"+url.PathEscape(id)+"/migrate", code, &out)
+}
+
+// Fork starts a fork of a run.
+func (c *Client) Fork(ctx context.Context, id string, req ForkRequest) (*RunResponse, error) {
+	var out RunResponse
+	return &out, c.do(ctx, http.MethodPost, "/v1/runs/"+url.PathEscape(id)+"/fork", req, &out)
+}

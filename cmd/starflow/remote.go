@@ -32,6 +32,9 @@ func (m *Main) remoteExit(err error) int {
 	fmt.Fprintln(m.Stderr, "starflow:", err)
 	var ae *server.APIError
 	if errors.As(err, &ae) {
+		if ae.Code == "check_failed" {
+			return ExitDiverged
+		}
 		switch ae.Status {
 		case http.StatusBadRequest, http.StatusNotFound, http.StatusConflict, http.StatusUnprocessableEntity, http.StatusRequestEntityTooLarge:
 			return ExitUsage

@@ -98,6 +98,13 @@ func (m *Main) printView(v view.Run, executing bool) {
 	}
 	fmt.Fprintf(w, "calls       %d started, %d completed, %d failed, %d retried, %d waiting, %d in flight\n",
 		v.Calls.Total, v.Calls.Completed, v.Calls.Failed, v.Calls.Retried, v.Calls.Waiting, v.Calls.InFlight)
+	if v.Origin != nil {
+		fmt.Fprintf(w, "forked from %s at call %d", v.Origin.Run, v.Origin.At)
+		if v.Origin.SetResult {
+			fmt.Fprint(w, " (with that call's result replaced)")
+		}
+		fmt.Fprintln(w)
+	}
 	if v.Resumes > 0 {
 		fmt.Fprintf(w, "resumed     %d times\n", v.Resumes)
 	}

@@ -23,6 +23,7 @@ type Run struct {
 	UpdatedAt  time.Time          `json:"updated_at"`
 	FinishedAt *time.Time         `json:"finished_at,omitempty"`
 	Progress   json.RawMessage    `json:"progress,omitempty"`
+	Origin     *journal.Origin    `json:"origin,omitempty"`
 	Calls      CallCounts         `json:"calls"`
 	Records    int                `json:"records"`
 	Resumes    int                `json:"resumes"`
@@ -42,7 +43,7 @@ type CallCounts struct {
 func Of(meta *journal.Run, recs []journal.Record) Run {
 	v := Run{ID: meta.ID, Status: meta.Status, Result: meta.Result, Error: meta.Error, Waiting: meta.Waiting,
 		Script: meta.Script, ScriptHash: meta.ScriptHash, Durability: meta.Durability,
-		CreatedAt: meta.CreatedAt, UpdatedAt: meta.UpdatedAt, FinishedAt: meta.FinishedAt, Records: len(recs), Progress: meta.Progress}
+		CreatedAt: meta.CreatedAt, UpdatedAt: meta.UpdatedAt, FinishedAt: meta.FinishedAt, Records: len(recs), Progress: meta.Progress, Origin: meta.Origin}
 	if v.Result == nil {
 		v.Result = json.RawMessage("null")
 	}
