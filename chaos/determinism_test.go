@@ -197,8 +197,11 @@ func TestTargetStreamsAreIndependent(t *testing.T) {
 // status the client sees matches the event log one for one.
 func TestRatesAndMax(t *testing.T) {
 	srv := newOrigin(t, "ok")
+	var seen []chaos.Event
 	count := func(spec string, n int) (map[int]int, *chaos.Injector) {
 		inj := chaos.New(inline(t, spec, 11))
+		seen = nil
+		inj.OnFault(func(e chaos.Event) { seen = append(seen, e) })
 		client := &http.Client{Transport: inj.HTTPTransport(nil)}
 		got := map[int]int{}
 		for i := 0; i < n; i++ {
@@ -228,6 +231,9 @@ func TestRatesAndMax(t *testing.T) {
 		t.Fatalf("max 3 and max 2: %v", got)
 	}
 	ev := inj.Events()
+	if !reflect.DeepEqual(ev, seen) {
+		t.Fatalf("OnFault saw %+v, the log has %+v", seen, ev)
+	}
 	if len(ev) != 5 || ev[0].N != 1 || ev[2].N != 3 || ev[3].N != 4 || ev[3].Fault != chaos.Reset || ev[4].N != 5 {
 		t.Fatalf("events %+v: want 503 on requests 1-3, resets on 4-5", ev)
 	}

@@ -51,6 +51,7 @@ func (l *logBuffer) String() string {
 // builtins, both wired to one chaos Injector the way the CLI wires them.
 type harness struct {
 	t     testing.TB
+	dir   string
 	store *badgerstore.Store
 	rt    *runtime.Runtime
 	inj   *chaos.Injector
@@ -84,7 +85,8 @@ func dialer(hosts map[string]string) *http.Transport {
 func newHarness(t testing.TB, p *chaos.Profile, s setup) *harness {
 	t.Helper()
 	h := &harness{t: t, logs: &logBuffer{}, inj: chaos.New(p)}
-	store, err := badgerstore.Open(t.TempDir(), badgerstore.Options{})
+	h.dir = t.TempDir()
+	store, err := badgerstore.Open(h.dir, badgerstore.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,6 +134,7 @@ var testSecrets = map[string]string{
 	"ANTHROPIC_API_KEY":    "sk-ant-chaos-KEY-3c2b1a0f9e8d7c6b",
 	"GEMINI_API_KEY":       "AIzaChaosGeminiKEY-z9y8x7w6v5u4t3s2r1",
 	"AZURE_OPENAI_API_KEY": "azure-chaos-KEY-2718281828459045",
+	"API_TOKEN":            "tok-chaos-7e6d5c4b3a29-SECRETVALUE",
 }
 
 func secrets(name string) (string, error) {

@@ -280,6 +280,9 @@ func (i *Injector) decide(ri *reqInfo) *decision {
 	}
 	fn := i.onFault
 	i.mu.Unlock()
+	if len(evs) == 0 {
+		return nil
+	}
 	if fn != nil {
 		for _, e := range evs {
 			fn(e)
