@@ -300,3 +300,23 @@ func hostOf(url string) string {
 	h, _, _ := strings.Cut(url, "/")
 	return h
 }
+
+// A nil profile gives a nil Injector, which injects nothing and hands back
+// what it is given, so that commands can wire it in unconditionally.
+func TestNilInjector(t *testing.T) {
+	inj := chaos.New(nil)
+	if inj != nil {
+		t.Fatal("New(nil) is not nil")
+	}
+	base := answer{}
+	if rt := inj.HTTPTransport(base); rt != (answer{}) {
+		t.Fatalf("HTTPTransport = %T", rt)
+	}
+	if c := inj.LLMClient(nil); c != nil {
+		t.Fatalf("LLMClient(nil) = %v", c)
+	}
+	inj.OnFault(func(chaos.Event) {})
+	if inj.Events() != nil || inj.Summary().Requests != 0 || inj.Profile() != nil {
+		t.Fatal("a nil injector reports something")
+	}
+}

@@ -147,8 +147,9 @@ func inferKind(req *http.Request) string {
 }
 
 // requestModel reads the model a request is for, for error messages: from
-// the path (Azure's deployment, Gemini's model) or the JSON body. It
-// consumes the body, which is not sent.
+// the path (Azure's deployment, Gemini's model) or the JSON body, read from
+// a copy (GetBody) when the request has one, else from the body itself,
+// which is then consumed.
 func requestModel(req *http.Request) string {
 	p := req.URL.Path
 	if _, rest, ok := strings.Cut(p, "/openai/deployments/"); ok {
@@ -158,13 +159,20 @@ func requestModel(req *http.Request) string {
 	if i := strings.Index(p, "/models/"); i >= 0 && strings.HasSuffix(p, ":generateContent") {
 		return strings.TrimSuffix(p[i+len("/models/"):], ":generateContent")
 	}
-	if req.Body == nil {
+	body := req.Body
+	if req.GetBody != nil {
+		if b, err := req.GetBody(); err == nil {
+			body = b
+			defer b.Close()
+		}
+	}
+	if body == nil {
 		return ""
 	}
 	var b struct {
 		Model string `json:"model"`
 	}
-	_ = json.NewDecoder(io.LimitReader(req.Body, 1<<20)).Decode(&b)
+	_ = json.NewDecoder(io.LimitReader(body, 1<<20)).Decode(&b)
 	return b.Model
 }
 

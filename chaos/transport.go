@@ -117,6 +117,9 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	if r := d.term; r != nil {
 		var model string
+		if t.builtin == LLM && r.Fault == Status && (!r.AfterSend || req.GetBody != nil) {
+			model = requestModel(req)
+		}
 		if r.AfterSend {
 			resp, err := t.base.RoundTrip(req)
 			if err != nil {
@@ -124,9 +127,6 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			}
 			drain(resp.Body)
 		} else {
-			if t.builtin == LLM {
-				model = requestModel(req)
-			}
 			closeBody(req)
 		}
 		switch r.Fault {
