@@ -20,8 +20,10 @@ import (
 	"os"
 	"os/signal"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/rs/zerolog"
 	"go.starlark.net/starlark"
@@ -29,6 +31,7 @@ import (
 	"github.com/starflow/starflow/builtins"
 	sfhttp "github.com/starflow/starflow/builtins/http"
 	"github.com/starflow/starflow/builtins/llm"
+	"github.com/starflow/starflow/chaos"
 	"github.com/starflow/starflow/journal"
 	"github.com/starflow/starflow/journal/badgerstore"
 	"github.com/starflow/starflow/runtime"
@@ -53,6 +56,7 @@ type Main struct {
 	Globals  starlark.StringDict
 
 	lastLocked *journal.LockedError // why the last open failed, if the store was locked
+	test       *testHooks           // set in a `starflow test` child process
 }
 
 // NewMain returns a Main wired to the process's standard streams.
@@ -118,6 +122,9 @@ Commands:
 	}
 	sort.Strings(names)
 	for _, n := range names {
+		if strings.HasPrefix(n, "__") {
+			continue // internal
+		}
 		fmt.Fprintf(w, "  %-9s %s\n", n, commands[n].summary)
 	}
 	fmt.Fprint(w, `
@@ -136,6 +143,9 @@ type common struct {
 	allowHosts     listFlag
 	allowLinkLocal bool
 	llmConfig      string
+	chaos          string
+	chaosSeed      int64
+	chaosSeedSet   bool
 }
 
 func (c *common) register(fs *flag.FlagSet) {
@@ -144,6 +154,15 @@ func (c *common) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.logFormat, "log-format", "auto", "log format: console, json, or auto (console on a terminal)")
 	fs.Var(&c.allowHosts, "http-allow-host", "host http may call (repeatable; \"*.example.com\" for subdomains; default: any, also $STARFLOW_HTTP_ALLOW_HOSTS)")
 	fs.BoolVar(&c.allowLinkLocal, "http-allow-link-local", false, "let http reach link-local and cloud metadata addresses (refused by default)")
+	fs.StringVar(&c.chaos, "chaos", "", "inject faults into http and llm: a profile file (.yaml) or an inline spec such as 'llm:503@0.3,http:reset@0.1' (spec/chaos.md)")
+	fs.Func("chaos-seed", "seed for --chaos, to replay a fault sequence exactly (default: the profile's, else random and printed)", func(v string) error {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return fmt.Errorf("want an integer")
+		}
+		c.chaosSeed, c.chaosSeedSet = n, true
+		return nil
+	})
 	fs.StringVar(&c.llmConfig, "llm-config", "", "llm providers and model aliases, YAML (spec/config.md; default $STARFLOW_LLM_CONFIG, else from OPENAI_API_KEY, ANTHROPIC_API_KEY, GEMINI_API_KEY, else the offline fake)")
 }
 
@@ -243,6 +262,7 @@ type env struct {
 	rt    *runtime.Runtime
 	log   zerolog.Logger
 	llm   *llm.Module
+	chaos *chaos.Injector
 }
 
 func (e *env) Close() error { return e.store.Close() }
@@ -266,22 +286,34 @@ func (m *Main) open(c *common, command string, opts runtime.Options) (*env, int)
 		fmt.Fprintln(m.Stderr, "starflow:", err)
 		return nil, ExitStore
 	}
+	inj, code := m.injector(c, log)
+	if code != 0 {
+		store.Close()
+		return nil, code
+	}
 	hosts := append([]string(nil), c.allowHosts...)
 	if env := m.Getenv("STARFLOW_HTTP_ALLOW_HOSTS"); env != "" && len(hosts) == 0 {
 		(*listFlag)(&hosts).Set(env)
 	}
-	httpMod, err := sfhttp.New(sfhttp.Options{AllowHosts: hosts, AllowLinkLocal: c.allowLinkLocal})
+	httpMod, err := sfhttp.New(sfhttp.Options{AllowHosts: hosts, AllowLinkLocal: c.allowLinkLocal, WrapTransport: inj.HTTPTransport})
 	if err != nil {
 		store.Close()
 		fmt.Fprintln(m.Stderr, "starflow:", err)
 		return nil, ExitUsage
 	}
-	llmMod, code := m.llmModule(c, store, log)
+	llmMod, code := m.llmModule(c, store, log, inj)
 	if llmMod == nil {
 		store.Close()
 		return nil, code
 	}
-	opts.Builtins = append(append(append(append(builtins.Standard(), httpMod.Builtins()...), llmMod.Builtins()...), opts.Builtins...), m.Builtins...)
+	standard := builtins.Standard()
+	if m.test != nil {
+		standard = builtins.Reproducible()
+	}
+	opts.Builtins = append(append(append(append(standard, httpMod.Builtins()...), llmMod.Builtins()...), opts.Builtins...), m.Builtins...)
+	if m.test != nil {
+		m.test.apply(&opts)
+	}
 	globals := builtins.Globals()
 	for k, v := range httpMod.Globals() {
 		globals[k] = v
@@ -297,12 +329,37 @@ func (m *Main) open(c *common, command string, opts runtime.Options) (*env, int)
 		fmt.Fprintln(m.Stderr, "starflow:", err)
 		return nil, ExitUsage
 	}
-	return &env{store: store, rt: rt, log: log, llm: llmMod}, 0
+	return &env{store: store, rt: rt, log: log, llm: llmMod, chaos: inj}, 0
+}
+
+// injector builds the fault injector --chaos asks for (nil: none; a nil
+// injector passes everything through).
+func (m *Main) injector(c *common, log zerolog.Logger) (*chaos.Injector, int) {
+	if c.chaos == "" {
+		return nil, 0
+	}
+	p, err := chaos.Load(c.chaos)
+	if err != nil {
+		fmt.Fprintln(m.Stderr, "starflow: --chaos:", err)
+		return nil, ExitUsage
+	}
+	switch {
+	case c.chaosSeedSet:
+		p = p.WithSeed(c.chaosSeed)
+	case !p.HasSeed:
+		p = p.WithSeed(time.Now().UnixNano())
+		fmt.Fprintf(m.Stderr, "starflow: chaos profile %s with seed %d; replay these faults with --chaos-seed %d\n", p.Name, p.Seed, p.Seed)
+	}
+	inj := chaos.New(p)
+	inj.OnFault(func(e chaos.Event) {
+		log.Info().Str("target", e.Target).Int("n", e.N).Str("fault", e.What()).Str("rule", e.RuleName).Str("key", e.Key).Msg("chaos: fault injected")
+	})
+	return inj, 0
 }
 
 // llmModule builds the llm builtin from --llm-config, $STARFLOW_LLM_CONFIG,
 // or the environment's API keys.
-func (m *Main) llmModule(c *common, store *badgerstore.Store, log zerolog.Logger) (*llm.Module, int) {
+func (m *Main) llmModule(c *common, store *badgerstore.Store, log zerolog.Logger, inj *chaos.Injector) (*llm.Module, int) {
 	path := c.llmConfig
 	if path == "" {
 		path = m.Getenv("STARFLOW_LLM_CONFIG")
@@ -317,7 +374,7 @@ func (m *Main) llmModule(c *common, store *badgerstore.Store, log zerolog.Logger
 	} else {
 		cfg = llm.DefaultConfig(m.Getenv)
 	}
-	mod, err := llm.New(llm.Options{Config: cfg, KV: store, Logger: log, Secrets: func(name string) (string, error) {
+	mod, err := llm.New(llm.Options{Config: cfg, KV: store, Logger: log, HTTPClient: inj.LLMClient(nil), WrapProvider: inj.WrapLLMProvider, Secrets: func(name string) (string, error) {
 		if v := m.Getenv(name); v != "" {
 			return v, nil
 		}

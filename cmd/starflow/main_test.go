@@ -7,12 +7,14 @@ import (
 	"os/signal"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
+	"go.starlark.net/starlark"
 
 	"github.com/starflow/starflow/runtime"
 )
@@ -50,6 +52,26 @@ func testMain() int {
 	defer stop()
 	m := NewMain()
 	m.Builtins = []*runtime.Builtin{bump()}
+	m.Globals = starlark.StringDict{
+		// leak(name) is a deliberately broken builtin: a side effect that
+		// bypasses the journal, so it repeats on every replay. starflow
+		// test must catch it.
+		"leak": starlark.NewBuiltin("leak", func(th *starlark.Thread, _ *starlark.Builtin, args starlark.Tuple, kw []starlark.Tuple) (starlark.Value, error) {
+			var name string
+			if err := starlark.UnpackPositionalArgs("leak", args, kw, 1, &name); err != nil {
+				return nil, err
+			}
+			m.RecordEffect("leak/"+name, "leak")
+			return starlark.None, nil
+		}),
+		// restarted() makes a script non-deterministic: like reading the
+		// process's start time, it answers differently once the run has
+		// been resumed in a new process (here: a starflow test child
+		// started with --resume).
+		"restarted": starlark.NewBuiltin("restarted", func(th *starlark.Thread, _ *starlark.Builtin, args starlark.Tuple, kw []starlark.Tuple) (starlark.Value, error) {
+			return starlark.Bool(slices.Contains(os.Args, "--resume")), nil
+		}),
+	}
 	return m.Run(ctx, os.Args[1:])
 }
 

@@ -46,11 +46,19 @@ type FakeOptions struct {
 }
 
 // FakeProvider is the built-in fake. It is safe for concurrent use.
+//
+// Whether a request fails, and its latency jitter, are drawn from a stream
+// seeded by Seed and Name and, when the request carries an idempotency
+// key, by that key and the number of requests seen with it. A call then
+// meets the same failures in every process: a run resumed after a crash
+// sees what it would have seen without the crash.
 type FakeProvider struct {
-	opts FakeOptions
-	mu   sync.Mutex
-	rng  *rand.Rand
-	n    int
+	opts  FakeOptions
+	mu    sync.Mutex
+	rng   *rand.Rand
+	n     int
+	tries map[string]int // requests seen per idempotency key
+	seed2 uint64
 }
 
 // NewFake returns a fake provider.
@@ -63,7 +71,18 @@ func NewFake(o FakeOptions) *FakeProvider {
 	if o.RetryAfter <= 0 {
 		o.RetryAfter = time.Second
 	}
-	return &FakeProvider{opts: o, rng: rand.New(rand.NewPCG(o.Seed, h.Sum64()))}
+	return &FakeProvider{opts: o, rng: rand.New(rand.NewPCG(o.Seed, h.Sum64())), tries: map[string]int{}, seed2: h.Sum64()}
+}
+
+// draws returns the random stream for one request.
+func (f *FakeProvider) draws(req *Request) *rand.Rand {
+	if req.IdempotencyKey == "" {
+		return f.rng
+	}
+	f.tries[req.IdempotencyKey]++
+	h := fnv.New64a()
+	fmt.Fprintf(h, "%s\x00%d", req.IdempotencyKey, f.tries[req.IdempotencyKey])
+	return rand.New(rand.NewPCG(f.opts.Seed^h.Sum64(), f.seed2))
 }
 
 // Calls returns how many requests the fake has received.
@@ -77,10 +96,11 @@ func (f *FakeProvider) Calls() int {
 func (f *FakeProvider) Complete(ctx context.Context, req *Request, _ string) (*Response, error) {
 	f.mu.Lock()
 	f.n++
-	fail := f.opts.FailureRate > 0 && f.rng.Float64() < f.opts.FailureRate
+	rng := f.draws(req)
+	fail := f.opts.FailureRate > 0 && rng.Float64() < f.opts.FailureRate
 	delay := f.opts.Latency
 	if f.opts.Jitter > 0 {
-		delay += time.Duration((2*f.rng.Float64() - 1) * float64(f.opts.Jitter))
+		delay += time.Duration((2*rng.Float64() - 1) * float64(f.opts.Jitter))
 	}
 	f.mu.Unlock()
 
