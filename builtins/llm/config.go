@@ -231,6 +231,9 @@ type rawConfig struct {
 	Models    map[string]*rawAlias    `yaml:"models"`
 	Health    *rawHealth              `yaml:"health"`
 	Cache     *rawCache               `yaml:"cache"`
+	// Chaos is a fault-injection profile for the whole process, read by
+	// package chaos (spec/chaos.md); the llm builtin ignores it.
+	Chaos any `yaml:"chaos"`
 }
 
 type rawProvider struct {

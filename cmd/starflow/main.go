@@ -25,6 +25,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/goccy/go-yaml"
 	"github.com/rs/zerolog"
 	"go.starlark.net/starlark"
 
@@ -332,16 +333,37 @@ func (m *Main) open(c *common, command string, opts runtime.Options) (*env, int)
 	return &env{store: store, rt: rt, log: log, llm: llmMod, chaos: inj}, 0
 }
 
+func (m *Main) llmConfigPath(c *common) string {
+	if c.llmConfig != "" {
+		return c.llmConfig
+	}
+	return m.Getenv("STARFLOW_LLM_CONFIG")
+}
+
 // injector builds the fault injector --chaos asks for (nil: none; a nil
 // injector passes everything through).
 func (m *Main) injector(c *common, log zerolog.Logger) (*chaos.Injector, int) {
-	if c.chaos == "" {
+	var p *chaos.Profile
+	var err error
+	switch cfg := m.llmConfigPath(c); {
+	case c.chaos != "":
+		if p, err = chaos.Load(c.chaos); err != nil {
+			fmt.Fprintln(m.Stderr, "starflow: --chaos:", err)
+			return nil, ExitUsage
+		}
+	case cfg != "":
+		// The configuration file may carry a profile under "chaos:".
+		data, rerr := os.ReadFile(cfg)
+		var doc map[string]any
+		if rerr != nil || yaml.Unmarshal(data, &doc) != nil || doc["chaos"] == nil {
+			return nil, 0 // the llm module reports problems with the file
+		}
+		if p, err = chaos.ParseProfile(cfg, data); err != nil {
+			fmt.Fprintln(m.Stderr, "starflow: chaos in", cfg+":", err)
+			return nil, ExitUsage
+		}
+	default:
 		return nil, 0
-	}
-	p, err := chaos.Load(c.chaos)
-	if err != nil {
-		fmt.Fprintln(m.Stderr, "starflow: --chaos:", err)
-		return nil, ExitUsage
 	}
 	switch {
 	case c.chaosSeedSet:
@@ -360,10 +382,7 @@ func (m *Main) injector(c *common, log zerolog.Logger) (*chaos.Injector, int) {
 // llmModule builds the llm builtin from --llm-config, $STARFLOW_LLM_CONFIG,
 // or the environment's API keys.
 func (m *Main) llmModule(c *common, store *badgerstore.Store, log zerolog.Logger, inj *chaos.Injector) (*llm.Module, int) {
-	path := c.llmConfig
-	if path == "" {
-		path = m.Getenv("STARFLOW_LLM_CONFIG")
-	}
+	path := m.llmConfigPath(c)
 	var cfg *llm.Config
 	if path != "" {
 		var err error
