@@ -149,3 +149,37 @@ func BenchmarkWaitingRuns(b *testing.B) {
 		b.ReportMetric(float64(int64(after.HeapAlloc)-int64(before.HeapAlloc))/1000, "heap-B/run")
 	}
 }
+
+// BenchmarkSyncStepVsFsync alternates rounds of 200 journaled steps in sync
+// mode with rounds of 200 bare fsynced 256-byte appends on the same disk,
+// so both see the same disk weather, and reports each one's mean and their
+// ratio (target: steps within 1.3x of the bare fsync).
+func BenchmarkSyncStepVsFsync(b *testing.B) {
+	const k = 200
+	e := benchEnv(b)
+	f, err := os.OpenFile(filepath.Join(b.TempDir(), "log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	rec := make([]byte, 256)
+	var steps, syncs time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		t0 := time.Now()
+		startLoop(b, e, fmt.Sprintf("r%d", i), k, journal.DurabilitySync)
+		steps += time.Since(t0)
+		t0 = time.Now()
+		for j := 0; j < k; j++ {
+			f.Write(rec)
+			if err := f.Sync(); err != nil {
+				b.Fatal(err)
+			}
+		}
+		syncs += time.Since(t0)
+	}
+	b.ReportMetric(float64(steps.Microseconds())/float64(b.N*k), "step-µs")
+	b.ReportMetric(float64(syncs.Microseconds())/float64(b.N*k), "fsync-µs")
+	b.ReportMetric(float64(steps)/float64(syncs), "ratio")
+
+}

@@ -5,10 +5,14 @@
 //
 // Open takes the directory's lock; one process owns a store at a time.
 // Writes from every run in the process go through one committer goroutine
-// that gathers whatever is pending, writes it in one Badger transaction
-// without syncing, then issues a single fsync (DB.Sync) for all callers that
-// asked for durability (group commit). A lone run pays one fsync per call;
-// fifty concurrent runs share them.
+// that gathers whatever is pending (group commit) and, at once, appends it
+// to the store's write-ahead log (starflow.wal) and commits it to Badger
+// without syncing. One fdatasync of the log then releases every caller that
+// asked for durability. The log is preallocated and overwritten in place,
+// so that fdatasync flushes data only; Badger is synced, and the log starts
+// a new generation, when it fills and on Close. Open re-applies whatever the
+// log holds. A lone run pays one fdatasync per call; fifty concurrent runs
+// share them.
 //
 // Key layout (see spec/journal.md):
 //
@@ -17,6 +21,8 @@
 //	b/sha256:<hex>             content-addressed blob (script sources)
 //	x/<run-id>/<seq:8 bytes>   inbox message envelope
 //	k/<key>                    scratch key-value state (journal.KV)
+//
+// The write-ahead log's format is in wal.go and spec/journal.md.
 //
 // # Caveats
 //
@@ -65,6 +71,7 @@ type Options struct {
 
 // Store is a journal.Store on Badger. Create it with Open.
 type Store struct {
+	wal     *wal
 	db      *badger.DB
 	dir     string
 	writes  chan *writeReq
@@ -142,7 +149,13 @@ func Open(dir string, opts Options) (*Store, error) {
 		}
 		return nil, fmt.Errorf("open store %s: %w", dir, err)
 	}
+	w, batches, err := openWAL(dir)
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open store %s: write-ahead log: %w", dir, err)
+	}
 	s := &Store{
+		wal:     w,
 		db:      db,
 		dir:     dir,
 		writes:  make(chan *writeReq, 1024),
@@ -150,9 +163,24 @@ func Open(dir string, opts Options) (*Store, error) {
 		lastSeq: make(map[string]uint64),
 		lastMsg: make(map[string]uint64),
 	}
+	// Batches the log still holds may not have reached Badger's disk
+	// before a crash: apply them again, sync, and start a new generation.
+	for _, b := range batches {
+		if err := s.commit(b); err != nil {
+			w.close()
+			db.Close()
+			return nil, fmt.Errorf("open store %s: recover from the write-ahead log: %w", dir, err)
+		}
+	}
+	if err := s.checkpoint(0); err != nil {
+		w.close()
+		db.Close()
+		return nil, fmt.Errorf("open store %s: %w", dir, err)
+	}
 	owner := Owner{PID: os.Getpid(), Command: opts.Command, Since: time.Now().UTC(), Addr: opts.Addr}
 	ob, _ := json.Marshal(owner)
 	if err := os.WriteFile(filepath.Join(dir, OwnerFile), ob, 0o644); err != nil {
+		w.close()
 		db.Close()
 		return nil, fmt.Errorf("open store %s: write owner file: %w", dir, err)
 	}
@@ -190,7 +218,8 @@ func (s *Store) Close() error {
 	close(s.done)
 	s.closeMu.Unlock()
 	s.wg.Wait()
-	serr := s.db.Sync()
+	serr := s.checkpoint(0)
+	s.wal.close()
 	os.Remove(filepath.Join(s.dir, OwnerFile))
 	if err := s.db.Close(); err != nil {
 		return err
@@ -405,32 +434,16 @@ func (s *Store) committer() {
 }
 
 func (s *Store) apply(batch []*writeReq) {
-	txn := s.db.NewTransaction(true)
-	defer func() { txn.Discard() }()
 	created := map[string]bool{}
 	pendingSeq := map[string]uint64{}
 	pendingMsg := map[string]uint64{}
 	now := time.Now().UTC()
-	var applied []*writeReq
+	var sets []kv
+	put := func(k, v []byte) { sets = append(sets, kv{k, v}) }
 
-	set := func(k, v []byte) error {
-		err := txn.Set(k, v)
-		if errors.Is(err, badger.ErrTxnTooBig) {
-			if err := txn.Commit(); err != nil {
-				return err
-			}
-			txn = s.db.NewTransaction(true)
-			err = txn.Set(k, v)
-		}
-		return err
-	}
-
-	var fatal error
+	// Validation reads the database; nothing of this batch is in it yet.
+	txn := s.db.NewTransaction(false)
 	for _, r := range batch {
-		if fatal != nil {
-			r.err = fatal
-			continue
-		}
 		switch r.kind {
 		case writeDeliver:
 			if _, err := txn.Get(metaKey(r.id)); err != nil {
@@ -458,21 +471,14 @@ func (s *Store) apply(batch []*writeReq) {
 				r.msg.Time = now
 			}
 			data, err := json.Marshal(r.msg)
-			if err == nil {
-				err = set(inboxKey(r.id, r.msg.Seq), journal.Encode(journal.Record{Seq: r.msg.Seq, Type: journal.TypeMessage, Time: r.msg.Time, Data: data}))
-			}
 			if err != nil {
-				fatal = err
 				r.err = err
 				continue
 			}
+			put(inboxKey(r.id, r.msg.Seq), journal.Encode(journal.Record{Seq: r.msg.Seq, Type: journal.TypeMessage, Time: r.msg.Time, Data: data}))
 			pendingMsg[r.id] = r.msg.Seq
 		case writeBlob:
-			if err := set(blobKey(r.hash), r.blob); err != nil {
-				fatal = err
-				r.err = err
-				continue
-			}
+			put(blobKey(r.hash), r.blob)
 		case writeCreate, writeAppend:
 			last, err := s.lastSeqFor(txn, r.id, pendingSeq, created, r.kind == writeCreate)
 			if err != nil {
@@ -503,27 +509,21 @@ func (s *Store) apply(batch []*writeReq) {
 			if !ok {
 				continue
 			}
-			for _, rec := range r.recs {
-				if err := set(journalKey(r.id, rec.Seq), journal.Encode(rec)); err != nil {
-					fatal = err
-					break
-				}
-			}
-			if fatal == nil && r.run != nil {
+			var mb []byte
+			if r.run != nil {
 				if r.run.UpdatedAt.IsZero() {
 					r.run.UpdatedAt = now
 				}
-				mb, err := json.Marshal(r.run)
-				if err == nil {
-					err = set(metaKey(r.id), mb)
-				}
-				if err != nil {
-					fatal = err
+				if mb, err = json.Marshal(r.run); err != nil {
+					r.err = err
+					continue
 				}
 			}
-			if fatal != nil {
-				r.err = fatal
-				continue
+			for _, rec := range r.recs {
+				put(journalKey(r.id, rec.Seq), journal.Encode(rec))
+			}
+			if mb != nil {
+				put(metaKey(r.id), mb)
 			}
 			if r.kind == writeCreate {
 				created[r.id] = true
@@ -532,19 +532,22 @@ func (s *Store) apply(batch []*writeReq) {
 				pendingSeq[r.id] = r.recs[n-1].Seq
 			}
 		}
-		applied = append(applied, r)
 	}
-	if fatal == nil {
-		fatal = txn.Commit()
+	txn.Discard()
+
+	durable := false
+	for _, r := range batch {
+		durable = durable || (r.err == nil && r.durable)
 	}
-	if fatal != nil {
+	err := s.write(sets, durable)
+	if err != nil {
 		// Nothing in this batch can be trusted to be written; forget cached
 		// sequence numbers so they are read again from the database.
 		for _, r := range batch {
 			delete(s.lastSeq, r.id)
 			delete(s.lastMsg, r.id)
 			if r.err == nil {
-				r.err = fmt.Errorf("write journal: %w", fatal)
+				r.err = fmt.Errorf("write journal: %w", err)
 			}
 			r.done <- r.err
 		}
@@ -556,39 +559,88 @@ func (s *Store) apply(batch []*writeReq) {
 	for id, seq := range pendingMsg {
 		s.lastMsg[id] = seq
 	}
-	// Release callers that did not ask for durability, and those whose
-	// request failed validation; the rest wait for one shared fsync.
-	durable := false
-	for _, r := range batch {
-		if r.err != nil || !r.durable {
-			r.done <- r.err
-			continue
-		}
-		durable = true
-	}
-	if len(applied) > 0 && !durable {
+	if len(sets) > 0 && !durable {
 		s.dirtyMu.Lock()
 		s.dirty = true
 		s.dirtyMu.Unlock()
 	}
-	if !durable {
-		return
-	}
-	serr := s.db.Sync()
-	if serr == nil {
-		s.dirtyMu.Lock()
-		s.dirty = false
-		s.dirtyMu.Unlock()
-	}
 	for _, r := range batch {
-		if r.err == nil && r.durable {
-			if serr != nil {
-				r.done <- fmt.Errorf("sync journal: %w", serr)
-			} else {
-				r.done <- nil
+		r.done <- r.err
+	}
+}
+
+// write applies a batch: it is appended to the write-ahead log while Badger
+// commits it (without syncing); with durable, one fdatasync of the log makes
+// it durable before write returns.
+func (s *Store) write(sets []kv, durable bool) error {
+	if len(sets) == 0 {
+		return nil
+	}
+	committed := make(chan error, 1)
+	go func() { committed <- s.commit(sets) }()
+	ok, err := s.wal.append(sets)
+	if err == nil && !ok {
+		// The log is full: checkpoint, then log the batch in the new
+		// generation. (The commit above only touches Badger.)
+		if err = <-committed; err != nil {
+			return err
+		}
+		committed <- nil
+		if err = s.checkpoint(walBatchSize(sets)); err == nil {
+			if ok, err = s.wal.append(sets); err == nil && !ok {
+				err = fmt.Errorf("batch of %d entries does not fit the write-ahead log", len(sets))
 			}
 		}
 	}
+	if err == nil && durable {
+		err = s.wal.sync()
+		if err == nil {
+			s.dirtyMu.Lock()
+			s.dirty = false
+			s.dirtyMu.Unlock()
+		}
+	}
+	if cerr := <-committed; err == nil {
+		err = cerr
+	}
+	return err
+}
+
+func walBatchSize(sets []kv) int64 {
+	n := int64(walHeader)
+	for _, e := range sets {
+		n += int64(len(e.k)+len(e.v)) + 21
+	}
+	return n
+}
+
+// commit applies sets to Badger in as few transactions as fit.
+func (s *Store) commit(sets []kv) error {
+	txn := s.db.NewTransaction(true)
+	defer func() { txn.Discard() }()
+	for _, e := range sets {
+		err := txn.Set(e.k, e.v)
+		if errors.Is(err, badger.ErrTxnTooBig) {
+			if err := txn.Commit(); err != nil {
+				return err
+			}
+			txn = s.db.NewTransaction(true)
+			err = txn.Set(e.k, e.v)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return txn.Commit()
+}
+
+// checkpoint syncs Badger, after which the log's records are no longer
+// needed, and starts a new log generation.
+func (s *Store) checkpoint(need int64) error {
+	if err := s.db.Sync(); err != nil {
+		return err
+	}
+	return s.wal.reset(need)
 }
 
 // lastSeqFor returns the last sequence number of a run, from the batch in
@@ -649,7 +701,7 @@ func (s *Store) syncer(interval time.Duration) {
 			s.dirty = false
 			s.dirtyMu.Unlock()
 			if d {
-				_ = s.db.Sync()
+				_ = s.wal.sync()
 			}
 		}
 	}
