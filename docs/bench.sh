@@ -10,7 +10,8 @@ echo "machine: $(nproc) vCPU, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}'
 echo "date:    $(date -u +%Y-%m-%dT%H:%MZ)"
 echo
 run() { echo "\$ go test $*"; go test "$@" 2>&1 | grep -E '^(Benchmark|ok|FAIL)' ; echo; }
-run ./runtime -run '^$' -bench 'Fsync|StepSync|StepAsync|StepExit' -benchtime 3s -count 3
+run ./runtime -run '^$' -bench 'SyncStepVsFsync' -benchtime 30x -count 3
+run ./runtime -run '^$' -bench 'Fsync|StepSync|StepAsync|StepExit' -benchtime 3s -count 2
 run ./runtime -run '^$' -bench 'ConcurrentSync' -benchtime 20000x -count 2
 run ./runtime -run '^$' -bench 'Replay10k' -benchtime 20x -count 3
 run ./runtime -run '^$' -bench 'WaitingRuns' -benchtime 1x

@@ -17,8 +17,8 @@ import (
 // applied to Badger again, in order; re-applying a batch Badger already has
 // changes nothing.
 //
-// The file is preallocated and overwritten in place, so a durable append
-// changes no file metadata. Each record carries the log's generation, and a
+// The file is preallocated (written with zeros) and overwritten in place,
+// so a durable append changes no file metadata. Each record carries the log's generation, and a
 // checkpoint writes an empty record of the next generation at offset 0, so
 // stale records from earlier generations are never replayed.
 //
@@ -35,7 +35,7 @@ type wal struct {
 const (
 	walFile       = "starflow.wal"
 	walHeader     = 12
-	walMinSize    = 4 << 20
+	walMinSize    = 1 << 20
 	walEntrySet   = 1
 	walEntryLimit = 1 << 30
 )
@@ -169,3 +169,21 @@ func (w *wal) reset(need int64) error {
 }
 
 func (w *wal) close() error { return w.f.Close() }
+
+// preallocate grows the file to size by writing zeros, and syncs it. Zeros
+// rather than fallocate: writing into fallocated (unwritten) extents makes
+// each fdatasync commit the extents' conversion, as an append would.
+func preallocate(f *os.File, size int64) error {
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	zeros := make([]byte, 256<<10)
+	for off := st.Size(); off < size; off += int64(len(zeros)) {
+		n := min(int64(len(zeros)), size-off)
+		if _, err := f.WriteAt(zeros[:n], off); err != nil {
+			return err
+		}
+	}
+	return f.Sync()
+}
