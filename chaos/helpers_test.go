@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/starflow/starflow/internal/runtest"
 	"io"
 	"net"
 	"net/http"
@@ -177,19 +178,8 @@ func (h *harness) result(src string, input any) map[string]any {
 // details returns the journal details of a run's completed calls, in order.
 func (h *harness) details(id string) []map[string]any {
 	h.t.Helper()
-	recs, err := h.store.Records(bg, id, 1)
-	if err != nil {
-		h.t.Fatal(err)
-	}
 	var out []map[string]any
-	for _, r := range recs {
-		if r.Type != journal.TypeCallCompleted {
-			continue
-		}
-		var cc journal.CallCompleted
-		if err := r.Decode(&cc); err != nil {
-			h.t.Fatal(err)
-		}
+	for _, cc := range runtest.Completions(h.t, h.store, id) {
 		var d map[string]any
 		if len(cc.Detail) > 0 {
 			if err := json.Unmarshal(cc.Detail, &d); err != nil {

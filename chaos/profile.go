@@ -1,6 +1,8 @@
 package chaos
 
 import (
+	"github.com/starflow/starflow/internal/yamlerr"
+
 	"errors"
 	"fmt"
 	"math"
@@ -94,18 +96,7 @@ func (p *Profile) WithSeed(seed int64) *Profile {
 }
 
 // ProfileError is one problem in a profile, at a line of its file.
-type ProfileError struct {
-	File    string
-	Line    int // 0 when unknown
-	Message string
-}
-
-func (e *ProfileError) Error() string {
-	if e.Line > 0 {
-		return fmt.Sprintf("%s:%d: %s", e.File, e.Line, e.Message)
-	}
-	return e.File + ": " + e.Message
-}
+type ProfileError = yamlerr.Error
 
 // LoadProfile reads a YAML profile file (see ParseProfile).
 func LoadProfile(path string) (*Profile, error) {

@@ -51,7 +51,7 @@ var ErrCheckFailed = errors.New("replay check failed")
 func (rt *Runtime) Check(ctx context.Context, id, script string, sources map[string][]byte) (*CheckReport, error) {
 	meta, err := rt.store.Run(ctx, id)
 	if errors.Is(err, journal.ErrNotFound) {
-		return nil, &InvalidError{Msg: fmt.Sprintf("no run with id %s in this store", id), Code: CodeNotFound}
+		return nil, errNoRun(id)
 	}
 	if err != nil {
 		return nil, err
@@ -148,7 +148,7 @@ func (rt *Runtime) Migrate(ctx context.Context, id, script string, sources map[s
 	defer rt.release(id, claim)
 	meta, err := rt.store.Run(ctx, id)
 	if errors.Is(err, journal.ErrNotFound) {
-		return nil, &InvalidError{Msg: fmt.Sprintf("no run with id %s in this store", id), Code: CodeNotFound}
+		return nil, errNoRun(id)
 	}
 	if err != nil {
 		return nil, err
@@ -211,7 +211,7 @@ type ForkRequest struct {
 // records its origin. Resume executes it; both runs stay inspectable.
 func (rt *Runtime) Fork(ctx context.Context, id string, req ForkRequest) (*Outcome, error) {
 	if _, err := rt.store.Run(ctx, id); errors.Is(err, journal.ErrNotFound) {
-		return nil, &InvalidError{Msg: fmt.Sprintf("no run with id %s in this store", id), Code: CodeNotFound}
+		return nil, errNoRun(id)
 	} else if err != nil {
 		return nil, err
 	}

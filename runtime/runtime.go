@@ -342,6 +342,10 @@ func (e *InvalidError) Error() string {
 // Unwrap makes errors.Is(err, ErrInvalid) true.
 func (e *InvalidError) Unwrap() error { return ErrInvalid }
 
+func errNoRun(id string) error {
+	return &InvalidError{Msg: fmt.Sprintf("no run with id %s in this store", id), Code: CodeNotFound}
+}
+
 func invalidf(format string, args ...any) error {
 	return &InvalidError{Msg: fmt.Sprintf(format, args...)}
 }
@@ -496,7 +500,7 @@ func (rt *Runtime) existing(ctx context.Context, existing *journal.Run, req Star
 func (rt *Runtime) Resume(ctx context.Context, id string) (*Outcome, error) {
 	meta, err := rt.store.Run(ctx, id)
 	if errors.Is(err, journal.ErrNotFound) {
-		return nil, &InvalidError{Msg: fmt.Sprintf("no run with id %s in this store", id), Code: CodeNotFound}
+		return nil, errNoRun(id)
 	}
 	if err != nil {
 		return nil, err
@@ -534,7 +538,7 @@ func (rt *Runtime) Cancel(ctx context.Context, id, by string) (*Outcome, error) 
 	}
 	meta, err := rt.store.Run(ctx, id)
 	if errors.Is(err, journal.ErrNotFound) {
-		return nil, &InvalidError{Msg: fmt.Sprintf("no run with id %s in this store", id), Code: CodeNotFound}
+		return nil, errNoRun(id)
 	}
 	if err != nil {
 		return nil, err
@@ -668,7 +672,7 @@ func (rt *Runtime) Send(ctx context.Context, id string, m journal.Message) (jour
 	m.Value = v
 	meta, err := rt.store.Run(ctx, id)
 	if errors.Is(err, journal.ErrNotFound) {
-		return m, false, &InvalidError{Msg: fmt.Sprintf("no run with id %s in this store", id), Code: CodeNotFound}
+		return m, false, errNoRun(id)
 	}
 	if err != nil {
 		return m, false, err

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/starflow/starflow/internal/runtest"
 	"io"
 	nethttp "net/http"
 	"net/http/httptest"
@@ -155,19 +156,8 @@ type detail struct {
 // details returns the journal details of a run's completed calls, by step.
 func (h *harness) details(id string) map[string]detail {
 	h.t.Helper()
-	recs, err := h.store.Records(bg, id, 1)
-	if err != nil {
-		h.t.Fatal(err)
-	}
 	out := map[string]detail{}
-	for _, r := range recs {
-		if r.Type != journal.TypeCallCompleted {
-			continue
-		}
-		var cc journal.CallCompleted
-		if err := r.Decode(&cc); err != nil {
-			h.t.Fatal(err)
-		}
+	for _, cc := range runtest.Completions(h.t, h.store, id) {
 		var d detail
 		if len(cc.Detail) > 0 {
 			if err := json.Unmarshal(cc.Detail, &d); err != nil {

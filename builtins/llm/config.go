@@ -1,6 +1,8 @@
 package llm
 
 import (
+	"github.com/starflow/starflow/internal/yamlerr"
+
 	"errors"
 	"fmt"
 	"net/url"
@@ -199,18 +201,7 @@ func DefaultHealth() HealthConfig {
 }
 
 // ConfigError is one problem in a configuration file, at a line.
-type ConfigError struct {
-	File    string
-	Line    int // 0 when unknown
-	Message string
-}
-
-func (e *ConfigError) Error() string {
-	if e.Line > 0 {
-		return fmt.Sprintf("%s:%d: %s", e.File, e.Line, e.Message)
-	}
-	return e.File + ": " + e.Message
-}
+type ConfigError = yamlerr.Error
 
 // LoadConfig reads and validates a YAML configuration file. Every problem
 // is reported as file:line: message (errors.Join of *ConfigError).

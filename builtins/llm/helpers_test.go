@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/starflow/starflow/internal/runtest"
 	"os"
 	"strings"
 	"sync"
@@ -148,19 +149,8 @@ func (h *harness) result(out *runtime.Outcome) map[string]any {
 // details returns the journal detail of each llm call of a run.
 func (h *harness) details(id string) []map[string]any {
 	h.t.Helper()
-	recs, err := h.store.Records(bg, id, 1)
-	if err != nil {
-		h.t.Fatal(err)
-	}
 	var out []map[string]any
-	for _, r := range recs {
-		if r.Type != journal.TypeCallCompleted {
-			continue
-		}
-		var cc journal.CallCompleted
-		if err := r.Decode(&cc); err != nil {
-			h.t.Fatal(err)
-		}
+	for _, cc := range runtest.Completions(h.t, h.store, id) {
 		var d map[string]any
 		if len(cc.Detail) > 0 {
 			if err := json.Unmarshal(cc.Detail, &d); err != nil {

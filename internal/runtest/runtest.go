@@ -245,3 +245,25 @@ func SameJSON(a, b []byte) bool {
 	}
 	return fmt.Sprintf("%#v", x) == fmt.Sprintf("%#v", y)
 }
+
+// Completions returns the call.completed records of run id, decoded, in
+// journal order: the place to read each call's journaled detail.
+func Completions(t testing.TB, s journal.Store, id string) []journal.CallCompleted {
+	t.Helper()
+	recs, err := s.Records(bg, id, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []journal.CallCompleted
+	for _, r := range recs {
+		if r.Type != journal.TypeCallCompleted {
+			continue
+		}
+		var cc journal.CallCompleted
+		if err := r.Decode(&cc); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, cc)
+	}
+	return out
+}
