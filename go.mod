@@ -15,7 +15,6 @@ require (
 	github.com/sony/gobreaker/v2 v2.4.0
 	go.starlark.net v0.0.0-20260908191801-89a6a09411d5
 	golang.org/x/sys v0.50.0
-	golang.org/x/time v0.16.0
 )
 
 require (

@@ -541,7 +541,7 @@ func (r *run) call(thread *starlark.Thread, b *Builtin, args starlark.Tuple, kwa
 			r.consumedCompleted++
 			r.stats.Replayed++
 			r.lastPos = pos
-			r.log.Info().Str("step", step).Str("builtin", b.Name).Str("outcome", "replayed").Msg("call")
+			r.callEvent(CallEvent{Step: step, Builtin: b.Name, Outcome: "replayed"})
 			return r.resultOf(b.Name, rec.completed)
 		}
 		// Started (and perhaps waiting) but never completed: the process
@@ -616,7 +616,7 @@ func (r *run) live(b *Builtin, step, pos string, args starlark.Tuple, kwargs []s
 		if b.Retry != nil && b.Retry.ShouldRetry(failure, n) {
 			att.Wait = b.Retry.wait(failure, n)
 			attempts = append(attempts, att)
-			r.log.Info().Str("step", step).Str("builtin", b.Name).Str("outcome", "retry").Int("attempt", n).Str("kind", failure.Kind).Dur("wait", att.Wait).Msg("call")
+			r.callEvent(CallEvent{Step: step, Builtin: b.Name, Outcome: "retry", Attempts: n, Kind: failure.Kind, Wait: att.Wait})
 			if !r.pause(att.Wait) {
 				return nil, r.stopped()
 			}
@@ -659,13 +659,11 @@ func (r *run) live(b *Builtin, step, pos string, args starlark.Tuple, kwargs []s
 	}
 	r.cancelMu.Unlock()
 	r.stats.Executed++
-	outcome := "ok"
-	ev := r.log.Info()
+	ev := CallEvent{Step: step, Builtin: b.Name, Outcome: "ok", Duration: cc.Duration, Attempts: c.Attempt}
 	if failure != nil {
-		outcome = "error"
-		ev = ev.Str("kind", failure.Kind)
+		ev.Outcome, ev.Kind = "error", failure.Kind
 	}
-	ev.Str("step", step).Str("builtin", b.Name).Str("outcome", outcome).Dur("duration", cc.Duration).Int("attempts", c.Attempt).Msg("call")
+	r.callEvent(ev)
 	// Scripts see the journal's value, decoded, exactly as a replay would.
 	return r.resultOf(b.Name, &cc)
 }
@@ -702,7 +700,7 @@ func (r *run) suspend(c *Call, b *Builtin, s *Suspend, pos string) (bool, error)
 	if w.Until != nil && r.rt.opts.MaxInlineWait >= 0 && inline {
 		d := w.Until.Sub(r.rt.now())
 		if d <= r.rt.opts.MaxInlineWait {
-			r.log.Info().Str("step", c.Step).Str("builtin", b.Name).Str("outcome", "waiting").Dur("for", d).Msg("call")
+			r.callEvent(CallEvent{Step: c.Step, Builtin: b.Name, Outcome: "waiting", Wait: d})
 			r.setCurrentWait(waiting)
 			ok := r.pause(d)
 			r.setCurrentWait(nil)
@@ -713,6 +711,43 @@ func (r *run) suspend(c *Call, b *Builtin, s *Suspend, pos string) (bool, error)
 		}
 	}
 	return false, r.setFatal(&suspended{waiting: waiting})
+}
+
+// CallEvent describes what happened at a builtin call, for logs and
+// metrics (Options.OnCall).
+type CallEvent struct {
+	RunID    string
+	Step     string
+	Builtin  string
+	Outcome  string        // ok, error, replayed, retry (an attempt failed; another follows), waiting (in process)
+	Duration time.Duration // ok and error: the whole call, retries included
+	Attempts int           // ok, error: attempts made; retry: the attempt that failed
+	Kind     string        // error, retry: the error's kind
+	Wait     time.Duration // retry: the backoff before the next attempt; waiting: how long
+}
+
+// callEvent logs a call's progress line and tells the observer.
+func (r *run) callEvent(ev CallEvent) {
+	ev.RunID = r.id
+	if r.dry {
+		return
+	}
+	l := r.log.Info().Str("step", ev.Step).Str("builtin", ev.Builtin).Str("outcome", ev.Outcome)
+	switch ev.Outcome {
+	case "ok", "error":
+		l = l.Dur("duration", ev.Duration).Int("attempts", ev.Attempts)
+	case "retry":
+		l = l.Int("attempt", ev.Attempts).Dur("wait", ev.Wait)
+	case "waiting":
+		l = l.Dur("for", ev.Wait)
+	}
+	if ev.Kind != "" {
+		l = l.Str("kind", ev.Kind)
+	}
+	l.Msg("call")
+	if f := r.rt.opts.OnCall; f != nil {
+		f(ev)
+	}
 }
 
 func sameWait(a, b *journal.CallWaiting) bool {

@@ -67,6 +67,11 @@ type Options struct {
 	// (starflow test), never for production.
 	SkipWaits bool
 
+	// OnCall, if set, is told of every call's progress: completed,
+	// failed, replayed, retried, waiting in process (metrics use it). It
+	// runs on the run's goroutine and must be quick.
+	OnCall func(CallEvent)
+
 	// AfterCall, if set, is called after a call's completion is journaled
 	// (as durably as the run's mode asks), before the script sees the
 	// result. starflow test uses it to crash at that exact point.

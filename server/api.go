@@ -132,6 +132,9 @@ func (s *Server) Handler() http.Handler {
 	handle("POST /v1/runs/{id}/migrate", s.migrate)
 	handle("POST /v1/runs/{id}/fork", s.fork)
 	handle("GET /v1/health", s.health)
+	if s.opts.Metrics != nil {
+		mux.Handle("GET /metrics", s.opts.Metrics.handler())
+	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, apiErr(http.StatusNotFound, "not_found", "no such endpoint: %s %s (see spec/api.md)", r.Method, r.URL.Path))
 	})

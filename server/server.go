@@ -54,6 +54,8 @@ type Options struct {
 	ScriptDir string
 	// Logger receives the server's events.
 	Logger zerolog.Logger
+	// Metrics, if set, are served at /metrics (see NewMetrics).
+	Metrics *Metrics
 }
 
 // DefaultAddr is the API's default address.
@@ -122,6 +124,9 @@ func New(rt *runtime.Runtime, opts Options) (*Server, error) {
 		watch:  newWatchers(),
 	}
 	s.runCtx, s.cancelRuns = context.WithCancel(context.Background())
+	if opts.Metrics != nil {
+		opts.Metrics.watchServer(s)
+	}
 	return s, nil
 }
 
@@ -275,12 +280,15 @@ func (s *Server) worker() {
 func (s *Server) afterRun(id string, out *runtime.Outcome, err error) {
 	switch {
 	case errors.Is(err, runtime.ErrInterrupted):
+		s.opts.Metrics.execution("interrupted")
 		s.log.Info().Str("run", id).Msg("run interrupted; it resumes at the next start")
 		return
 	case err != nil:
+		s.opts.Metrics.execution("error")
 		s.log.Error().Str("run", id).Err(err).Msg("run could not execute")
 		return
 	}
+	s.opts.Metrics.execution(string(out.Status))
 	ev := s.log.Info().Str("run", id).Str("status", string(out.Status)).Int("replayed", out.Stats.Replayed).Int("executed", out.Stats.Executed)
 	if out.Status == journal.StatusWaiting && out.Waiting != nil {
 		ev = ev.Str("waiting", out.Waiting.Reason)

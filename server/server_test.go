@@ -14,6 +14,7 @@ import (
 	"github.com/rs/zerolog"
 	"go.starlark.net/starlark"
 
+	"github.com/starflow/starflow/builtins/llm"
 	"github.com/starflow/starflow/internal/runtest"
 	"github.com/starflow/starflow/journal"
 	"github.com/starflow/starflow/runtime"
@@ -339,5 +340,40 @@ func writeFile(t *testing.T, path, content string) {
 	t.Helper()
 	if err := osWriteFile(path, []byte(content)); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestMetrics(t *testing.T) {
+	metrics := server.NewMetrics()
+	mod, err := llm.New(llm.Options{Config: llm.DefaultConfig(func(string) string { return "" })})
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics.WatchLLM(mod.Health)
+	f := start(t, server.Options{Metrics: metrics, Token: "tok"}, func(o *runtime.Options) {
+		o.OnCall = metrics.Observe
+		o.Builtins = append(o.Builtins, mod.Builtins()...)
+	})
+	r, err := f.client.Start(bg, server.StartRequest{ID: "m", Source: "def main(input):\n    bump(1)\n    attempt(sleep, 'never')\n    return llm('hello', model = 'fake').text\n", Wait: "5s"})
+	if err != nil || r.Status != journal.StatusCompleted {
+		t.Fatalf("%+v %v", r, err)
+	}
+	if status, _ := raw(t, f, "GET", "/metrics", "", ""); status != 401 {
+		t.Fatalf("metrics without the token: %d", status)
+	}
+	status, body := raw(t, f, "GET", "/metrics", "", "", "Authorization", "Bearer tok")
+	for _, want := range []string{
+		`starflow_builtin_calls_total{builtin="bump",outcome="ok"} 1`,
+		`starflow_builtin_errors_total{builtin="sleep",kind="invalid_argument"} 1`,
+		`starflow_builtin_call_duration_seconds_count{builtin="llm"} 1`,
+		`starflow_run_executions_total{status="completed"} 1`,
+		`starflow_runs_queued 0`,
+		`starflow_llm_breaker_open{deployment=`,
+		`starflow_llm_deployment_requests_total{deployment=`,
+		`go_goroutines`,
+	} {
+		if status != 200 || !strings.Contains(body, want) {
+			t.Fatalf("metrics (HTTP %d) lack %q:\n%s", status, want, body)
+		}
 	}
 }

@@ -42,7 +42,8 @@ func (m *Main) cmdServe(ctx context.Context, args []string) int {
 	if token == "" {
 		token = m.Getenv("STARFLOW_TOKEN")
 	}
-	e, code := m.open(&c, "serve", runtime.Options{MaxInlineWait: maxWait})
+	metrics := server.NewMetrics()
+	e, code := m.open(&c, "serve", runtime.Options{MaxInlineWait: maxWait, OnCall: metrics.Observe})
 	if e == nil {
 		if m.lastLocked != nil {
 			fmt.Fprintf(m.Stderr, "starflow serve: a server already owns this store (process %d at %s)\n", m.lastLocked.PID, m.lastLocked.Addr)
@@ -50,7 +51,8 @@ func (m *Main) cmdServe(ctx context.Context, args []string) int {
 		return code
 	}
 	defer e.Close()
-	srv, err := server.New(e.rt, server.Options{Addr: addr, Token: token, Concurrency: concurrency, ShutdownGrace: grace, ScriptDir: scripts, Logger: e.log})
+	metrics.WatchLLM(e.llm.Health)
+	srv, err := server.New(e.rt, server.Options{Addr: addr, Token: token, Concurrency: concurrency, ShutdownGrace: grace, ScriptDir: scripts, Logger: e.log, Metrics: metrics})
 	if err != nil {
 		fmt.Fprintln(m.Stderr, "starflow serve:", err)
 		return ExitUsage
