@@ -175,12 +175,13 @@ func (r *run) requestCancel(by string) {
 	if r.cancelBy == "" {
 		r.cancelBy = by
 	}
+	stop, thread := r.stopCtx, r.thread
 	r.cancelMu.Unlock()
-	if r.stopCtx != nil {
-		r.stopCtx()
+	if stop != nil {
+		stop()
 	}
-	if r.thread != nil {
-		r.thread.Cancel("cancelled by " + by)
+	if thread != nil {
+		thread.Cancel("cancelled by " + by)
 	}
 }
 
@@ -222,12 +223,21 @@ func (rt *Runtime) execute(ctx context.Context, id string, resumed bool) (*Outco
 	}
 
 	r.parent = ctx
-	r.ctx, r.stopCtx = context.WithCancel(ctx)
-	defer r.stopCtx()
+	runCtx, stopCtx := context.WithCancel(ctx)
+	defer stopCtx()
+	r.cancelMu.Lock()
+	r.ctx, r.stopCtx = runCtx, stopCtx
+	by := r.cancelBy
+	r.cancelMu.Unlock()
+	if by != "" {
+		stopCtx() // cancelled before it got this far
+	}
 	r.log = rt.log.With().Str("run", id).Logger()
 
 	if meta.Status == journal.StatusWaiting {
+		r.cancelMu.Lock()
 		r.resumeWait = meta.Waiting
+		r.cancelMu.Unlock()
 	}
 	// A run created but never executed (a server's Create, then a
 	// worker's Resume) starts now rather than resumes.
@@ -262,7 +272,9 @@ func (r *run) load(meta *journal.Run, recs []journal.Record) error {
 	}
 	r.index = make(map[string]*recordedCall)
 	r.consumed = make(map[uint64]bool)
+	r.cancelMu.Lock()
 	r.progress = meta.Progress
+	r.cancelMu.Unlock()
 	for _, rec := range recs[1:] {
 		switch rec.Type {
 		case journal.TypeRunMigrated:
@@ -328,8 +340,11 @@ func (r *run) runMain() (starlark.Value, error) {
 		r.setFatal(&LimitError{Limit: "steps", Max: maxSteps, Pos: callerPos(th, 0)})
 		th.Cancel("too many steps")
 	}
+	r.cancelMu.Lock()
 	r.thread = thread
-	if by := r.cancelRequested(); by != "" {
+	by := r.cancelBy
+	r.cancelMu.Unlock()
+	if by != "" {
 		thread.Cancel("cancelled by " + by)
 	}
 	stop := context.AfterFunc(r.ctx, func() { thread.Cancel("interrupted") })

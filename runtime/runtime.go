@@ -638,7 +638,11 @@ func (rt *Runtime) Waiting(ctx context.Context, id string) (*journal.Waiting, er
 	r := rt.active[id]
 	rt.mu.Unlock()
 	if r != nil {
-		return r.waitingNow(), nil
+		if w := r.waitingNow(); w != nil {
+			return w, nil
+		}
+		// Not waiting in process; or just starting to replay and not yet
+		// loaded: the stored state still says what it waits on.
 	}
 	meta, err := rt.store.Run(ctx, id)
 	if err != nil {

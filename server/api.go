@@ -296,7 +296,9 @@ func (s *Server) startRun(w http.ResponseWriter, r *http.Request) (any, int, err
 	if err != nil {
 		return nil, 0, err
 	}
-	if !out.Status.Final() {
+	// A new or interrupted run executes now; a waiting one goes on when its
+	// timer, answer or signal comes, not because it was started again.
+	if out.Status == journal.StatusRunning {
 		ch := s.watch.watch(out.ID)
 		s.enqueue(out.ID)
 		if wait > 0 {
