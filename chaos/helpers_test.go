@@ -168,27 +168,13 @@ func (h *harness) result(src string, input any) map[string]any {
 	if out.Status != journal.StatusCompleted {
 		h.t.Fatalf("run %s: status %s, error %+v\nlogs:\n%s", out.ID, out.Status, out.Error, h.logs)
 	}
-	var m map[string]any
-	if err := json.Unmarshal(out.Result, &m); err != nil {
-		h.t.Fatalf("result %s: %v", out.Result, err)
-	}
-	return m
+	return runtest.ResultObject(h.t, out)
 }
 
 // details returns the journal details of a run's completed calls, in order.
 func (h *harness) details(id string) []map[string]any {
 	h.t.Helper()
-	var out []map[string]any
-	for _, cc := range runtest.Completions(h.t, h.store, id) {
-		var d map[string]any
-		if len(cc.Detail) > 0 {
-			if err := json.Unmarshal(cc.Detail, &d); err != nil {
-				h.t.Fatal(err)
-			}
-		}
-		out = append(out, d)
-	}
-	return out
+	return runtest.Details(h.t, h.store, id)
 }
 
 // tally counts a run's retries, fallbacks and degraded answers.

@@ -12,7 +12,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/goccy/go-yaml"
 	"github.com/goccy/go-yaml/ast"
 	"github.com/goccy/go-yaml/parser"
 )
@@ -173,13 +172,7 @@ func ParseProfile(name string, data []byte) (*Profile, error) {
 	return p, nil
 }
 
-func yamlError(name string, err error) error {
-	var ye yaml.Error
-	if errors.As(err, &ye) && ye.GetToken() != nil {
-		return &ProfileError{File: name, Line: ye.GetToken().Position.Line, Message: ye.GetMessage()}
-	}
-	return &ProfileError{File: name, Message: err.Error()}
-}
+func yamlError(name string, err error) error { return yamlerr.From(name, err) }
 
 // unwrap skips anchors, tags and comments around a node.
 func unwrap(n ast.Node) ast.Node {

@@ -337,13 +337,7 @@ func ParseConfig(name string, data []byte) (*Config, error) {
 	return cfg, nil
 }
 
-func yamlError(name string, err error) error {
-	var ye yaml.Error
-	if errors.As(err, &ye) && ye.GetToken() != nil {
-		return &ConfigError{File: name, Line: ye.GetToken().Position.Line, Message: ye.GetMessage()}
-	}
-	return &ConfigError{File: name, Message: err.Error()}
-}
+func yamlError(name string, err error) error { return yamlerr.From(name, err) }
 
 type validator struct {
 	file string

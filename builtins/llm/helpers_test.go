@@ -3,7 +3,6 @@ package llm_test
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"github.com/starflow/starflow/internal/runtest"
 	"os"
@@ -139,27 +138,13 @@ func (h *harness) result(out *runtime.Outcome) map[string]any {
 	if out.Status != journal.StatusCompleted {
 		h.t.Fatalf("run %s: status %s, error %+v", out.ID, out.Status, out.Error)
 	}
-	var m map[string]any
-	if err := json.Unmarshal(out.Result, &m); err != nil {
-		h.t.Fatalf("result %s: %v", out.Result, err)
-	}
-	return m
+	return runtest.ResultObject(h.t, out)
 }
 
 // details returns the journal detail of each llm call of a run.
 func (h *harness) details(id string) []map[string]any {
 	h.t.Helper()
-	var out []map[string]any
-	for _, cc := range runtest.Completions(h.t, h.store, id) {
-		var d map[string]any
-		if len(cc.Detail) > 0 {
-			if err := json.Unmarshal(cc.Detail, &d); err != nil {
-				h.t.Fatal(err)
-			}
-		}
-		out = append(out, d)
-	}
-	return out
+	return runtest.Details(h.t, h.store, id)
 }
 
 // one runs a script whose main returns llm(...)'s result and returns it.

@@ -267,3 +267,30 @@ func Completions(t testing.TB, s journal.Store, id string) []journal.CallComplet
 	}
 	return out
 }
+
+// Details returns the journaled detail of each completed call of run id, in
+// order, decoded as JSON objects (nil where a call recorded none).
+func Details(t testing.TB, s journal.Store, id string) []map[string]any {
+	t.Helper()
+	var out []map[string]any
+	for _, cc := range Completions(t, s, id) {
+		var d map[string]any
+		if len(cc.Detail) > 0 {
+			if err := json.Unmarshal(cc.Detail, &d); err != nil {
+				t.Fatalf("detail of step %s: %v", cc.Step, err)
+			}
+		}
+		out = append(out, d)
+	}
+	return out
+}
+
+// ResultObject decodes a completed run's result as a JSON object.
+func ResultObject(t testing.TB, out *runtime.Outcome) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(out.Result, &m); err != nil {
+		t.Fatalf("result %s: %v", out.Result, err)
+	}
+	return m
+}

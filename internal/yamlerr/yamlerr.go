@@ -2,7 +2,12 @@
 // configuration, chaos profiles): one problem at a line of a file.
 package yamlerr
 
-import "fmt"
+import (
+	"errors"
+	"fmt"
+
+	"github.com/goccy/go-yaml"
+)
 
 // Error is one problem in a YAML file, at a line.
 type Error struct {
@@ -16,4 +21,14 @@ func (e *Error) Error() string {
 		return fmt.Sprintf("%s:%d: %s", e.File, e.Line, e.Message)
 	}
 	return e.File + ": " + e.Message
+}
+
+// From turns an error from the YAML decoder into an *Error at the line the
+// decoder names, if it names one.
+func From(file string, err error) error {
+	var ye yaml.Error
+	if errors.As(err, &ye) && ye.GetToken() != nil {
+		return &Error{File: file, Line: ye.GetToken().Position.Line, Message: ye.GetMessage()}
+	}
+	return &Error{File: file, Message: err.Error()}
 }
