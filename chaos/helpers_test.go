@@ -1,7 +1,6 @@
 package chaos_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -30,23 +29,7 @@ var bg = context.Background()
 // fast keeps the http builtin's retries quick.
 var fast = runtime.RetryPolicy{InitialInterval: 5 * time.Millisecond, Jitter: -1}
 
-// logBuffer collects log lines from many goroutines.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
+type logBuffer = runtest.LogBuffer
 
 // harness is a runtime over a real Badger store with the http and llm
 // builtins, both wired to one chaos Injector the way the CLI wires them.

@@ -1,13 +1,11 @@
 package llm_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"github.com/starflow/starflow/internal/runtest"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/rs/zerolog"
@@ -51,23 +49,7 @@ func secrets(name string) (string, error) {
 	return "", fmt.Errorf("environment variable %s is not set", name)
 }
 
-// logBuffer collects log lines from many goroutines.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
+type logBuffer = runtest.LogBuffer
 
 // parse builds a configuration from YAML written with fmt verbs.
 func parse(t testing.TB, format string, args ...any) *llm.Config {

@@ -104,7 +104,7 @@ type Env struct {
 	Store *badgerstore.Store
 	RT    *runtime.Runtime
 	Clock *Clock
-	Logs  *bytes.Buffer // what the runtime logged, as JSON lines
+	Logs  *LogBuffer // what the runtime logged, as JSON lines
 	Count *Counter
 	Opts  runtime.Options
 }
@@ -113,7 +113,7 @@ type Env struct {
 // clock, logs captured. mod adjusts the options before the runtime is built.
 func New(t testing.TB, mod ...func(*runtime.Options)) *Env {
 	t.Helper()
-	e := &Env{T: t, Dir: t.TempDir(), Clock: NewClock(), Logs: &bytes.Buffer{}, Count: NewCounter()}
+	e := &Env{T: t, Dir: t.TempDir(), Clock: NewClock(), Logs: &LogBuffer{}, Count: NewCounter()}
 	s, err := badgerstore.Open(e.Dir, badgerstore.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -124,7 +124,7 @@ func New(t testing.TB, mod ...func(*runtime.Options)) *Env {
 		Builtins: append(builtins.Standard(), e.Count.Builtin(), Echo()),
 		Globals:  builtins.Globals(),
 		Clock:    e.Clock.Now,
-		Logger:   zerolog.New(&syncWriter{w: e.Logs}),
+		Logger:   zerolog.New(e.Logs),
 	}
 	for _, m := range mod {
 		m(&e.Opts)
@@ -136,15 +136,23 @@ func New(t testing.TB, mod ...func(*runtime.Options)) *Env {
 	return e
 }
 
-type syncWriter struct {
-	mu sync.Mutex
-	w  *bytes.Buffer
+// LogBuffer collects log lines written from many goroutines.
+type LogBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
 }
 
-func (s *syncWriter) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.w.Write(p)
+func (l *LogBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+// String returns what was written so far.
+func (l *LogBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
 }
 
 // Start starts run id of the script src (named wf.star) with a JSON input.
