@@ -43,8 +43,11 @@ type Store interface {
 	Blob(ctx context.Context, hash string) ([]byte, error)
 
 	// Deliver durably appends a message to a run's inbox and returns its
-	// sequence number (1, 2, ... per run). The run must exist.
-	Deliver(ctx context.Context, id string, m Message) (uint64, error)
+	// sequence number (1, 2, ... per run). The run must exist. When run is
+	// not nil, its Inbox field is set to the message's sequence number and
+	// it replaces the run's metadata in the same atomic write, so that the
+	// metadata always says how many messages were delivered.
+	Deliver(ctx context.Context, id string, m Message, run *Run) (uint64, error)
 
 	// Inbox returns a run's messages with Seq >= from, in order.
 	Inbox(ctx context.Context, id string, from uint64) ([]Message, error)
@@ -83,10 +86,15 @@ const (
 	StatusFailed    Status = "failed"    // the script raised an error
 	StatusCancelled Status = "cancelled" // stopped on request
 	StatusDiverged  Status = "diverged"  // the script no longer matches its journal
+	// StatusQuarantined is a run set aside because the process died while
+	// executing it several times in a row without progress (a script that
+	// exhausts memory, say). It is not executed again until someone asks
+	// (starflow retry); it is not final.
+	StatusQuarantined Status = "quarantined"
 )
 
 // Statuses lists every status, in lifecycle order.
-var Statuses = []Status{StatusRunning, StatusWaiting, StatusCompleted, StatusFailed, StatusCancelled, StatusDiverged}
+var Statuses = []Status{StatusRunning, StatusWaiting, StatusCompleted, StatusFailed, StatusCancelled, StatusDiverged, StatusQuarantined}
 
 // Final reports whether no further execution can change a run in status s.
 func (s Status) Final() bool {
@@ -104,7 +112,7 @@ func ParseStatus(s string) (Status, error) {
 			return st, nil
 		}
 	}
-	return "", fmt.Errorf("unknown status %q (want one of running, waiting, completed, failed, cancelled, diverged)", s)
+	return "", fmt.Errorf("unknown status %q (want one of running, waiting, completed, failed, cancelled, diverged, quarantined)", s)
 }
 
 // Durability says when a run's records reach stable storage.
@@ -152,6 +160,25 @@ type Run struct {
 	Error      *RunError       `json:"error,omitempty"`
 	Progress   json.RawMessage `json:"progress,omitempty"` // last value the script published with progress()
 	Origin     *Origin         `json:"origin,omitempty"`   // set when the run is a fork
+	// Inbox is the sequence number of the last message delivered to the
+	// run (see Store.Deliver); 0 if none.
+	Inbox uint64 `json:"inbox,omitempty"`
+	// Executing is set while a process executes the run: written when an
+	// execution starts, cleared when it stops cleanly (finishes, suspends
+	// or is interrupted). Found set when a new execution starts, it means
+	// the process died while executing the run.
+	Executing *Execution `json:"executing,omitempty"`
+	// Crashes counts the executions in a row that ended with the process
+	// dying and no new call completed (see StatusQuarantined).
+	Crashes int `json:"crashes,omitempty"`
+}
+
+// Execution describes the process executing a run.
+type Execution struct {
+	PID   int       `json:"pid"`
+	Host  string    `json:"host,omitempty"`
+	Since time.Time `json:"since"`
+	Step  string    `json:"step,omitempty"` // the last step it journaled, if known
 }
 
 // Waiting describes what a waiting run waits for.
@@ -162,6 +189,10 @@ type Waiting struct {
 	Until   *time.Time      `json:"until,omitempty"` // wake-up time, if any
 	Pos     string          `json:"pos,omitempty"`
 	Data    json.RawMessage `json:"data,omitempty"`
+	// Inbox is the run's Inbox when the wait was committed: a later
+	// message may end the wait, so a run whose Inbox is beyond it must
+	// check again.
+	Inbox uint64 `json:"inbox,omitempty"`
 }
 
 // Message is something sent to a run from outside: an answer to the

@@ -13,29 +13,33 @@ type Type uint8
 
 // Record types. Their numbers are part of the on-disk format.
 const (
-	TypeRunStarted    Type = 1  // payload RunStarted; always Seq 1
-	TypeCallStarted   Type = 2  // payload CallStarted
-	TypeCallCompleted Type = 3  // payload CallCompleted
-	TypeCallWaiting   Type = 4  // payload CallWaiting
-	TypeLog           Type = 5  // payload Log
-	TypeRunResumed    Type = 6  // payload RunResumed
-	TypeRunFinished   Type = 7  // payload RunFinished
-	TypeProgress      Type = 8  // payload Progress
-	TypeMessage       Type = 9  // payload Message; used in inboxes, not journals
-	TypeRunMigrated   Type = 10 // payload RunMigrated
+	TypeRunStarted     Type = 1  // payload RunStarted; always Seq 1
+	TypeCallStarted    Type = 2  // payload CallStarted
+	TypeCallCompleted  Type = 3  // payload CallCompleted
+	TypeCallWaiting    Type = 4  // payload CallWaiting
+	TypeLog            Type = 5  // payload Log
+	TypeRunResumed     Type = 6  // payload RunResumed
+	TypeRunFinished    Type = 7  // payload RunFinished
+	TypeProgress       Type = 8  // payload Progress
+	TypeMessage        Type = 9  // payload Message; used in inboxes, not journals
+	TypeRunMigrated    Type = 10 // payload RunMigrated
+	TypeRunQuarantined Type = 11 // payload RunQuarantined
+	TypeRunRetried     Type = 12 // payload RunRetried
 )
 
 var typeNames = map[Type]string{
-	TypeRunStarted:    "run.started",
-	TypeCallStarted:   "call.started",
-	TypeCallCompleted: "call.completed",
-	TypeCallWaiting:   "call.waiting",
-	TypeLog:           "log",
-	TypeRunResumed:    "run.resumed",
-	TypeRunFinished:   "run.finished",
-	TypeProgress:      "progress",
-	TypeMessage:       "message",
-	TypeRunMigrated:   "run.migrated",
+	TypeRunStarted:     "run.started",
+	TypeCallStarted:    "call.started",
+	TypeCallCompleted:  "call.completed",
+	TypeCallWaiting:    "call.waiting",
+	TypeLog:            "log",
+	TypeRunResumed:     "run.resumed",
+	TypeRunFinished:    "run.finished",
+	TypeProgress:       "progress",
+	TypeMessage:        "message",
+	TypeRunMigrated:    "run.migrated",
+	TypeRunQuarantined: "run.quarantined",
+	TypeRunRetried:     "run.retried",
 }
 
 func (t Type) String() string {
@@ -236,6 +240,19 @@ type Progress struct {
 type RunResumed struct {
 	PID  int    `json:"pid"`
 	Host string `json:"host,omitempty"`
+}
+
+// RunQuarantined records that a run was set aside: the process died while
+// executing it Crashes times in a row without a new call completing.
+type RunQuarantined struct {
+	Crashes int    `json:"crashes"`
+	Reason  string `json:"reason"`
+	Step    string `json:"step,omitempty"` // the last step journaled before the crashes
+}
+
+// RunRetried records that a quarantined run was released to run again.
+type RunRetried struct {
+	By string `json:"by,omitempty"`
 }
 
 // RunFinished is the last record of a run.

@@ -711,7 +711,7 @@ func (rt *Runtime) Send(ctx context.Context, id string, m journal.Message) (jour
 		}
 		return m, false, &InvalidError{Msg: fmt.Sprintf("run %s waits in %s, which takes no answers", id, w.Builtin), Code: CodeConflict}
 	}
-	seq, err := rt.store.Deliver(ctx, id, m)
+	seq, err := rt.store.Deliver(ctx, id, m, nil)
 	if err != nil {
 		return m, false, err
 	}

@@ -336,8 +336,8 @@ func (s *Store) PutBlob(ctx context.Context, data []byte) (string, error) {
 }
 
 // Deliver implements journal.Store.
-func (s *Store) Deliver(ctx context.Context, id string, m journal.Message) (uint64, error) {
-	r := &writeReq{kind: writeDeliver, id: id, msg: &m, durable: true}
+func (s *Store) Deliver(ctx context.Context, id string, m journal.Message, run *journal.Run) (uint64, error) {
+	r := &writeReq{kind: writeDeliver, id: id, msg: &m, run: cloneRun(run), durable: true}
 	if err := s.submit(ctx, r); err != nil {
 		return 0, err
 	}
@@ -476,6 +476,18 @@ func (s *Store) apply(batch []*writeReq) {
 				continue
 			}
 			put(inboxKey(r.id, r.msg.Seq), journal.Encode(journal.Record{Seq: r.msg.Seq, Type: journal.TypeMessage, Time: r.msg.Time, Data: data}))
+			if r.run != nil {
+				r.run.Inbox = r.msg.Seq
+				if r.run.UpdatedAt.IsZero() {
+					r.run.UpdatedAt = now
+				}
+				mb, err := json.Marshal(r.run)
+				if err != nil {
+					r.err = err
+					continue
+				}
+				put(metaKey(r.id), mb)
+			}
 			pendingMsg[r.id] = r.msg.Seq
 		case writeBlob:
 			put(blobKey(r.hash), r.blob)

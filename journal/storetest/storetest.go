@@ -304,18 +304,18 @@ func testConcurrent(t *testing.T, open Opener) {
 
 func testInbox(t *testing.T, open Opener) {
 	s, reopen := open(t)
-	if _, err := s.Deliver(ctx, "ghost", journal.Message{Kind: journal.MessageSignal, Name: "x"}); !errors.Is(err, journal.ErrNotFound) {
+	if _, err := s.Deliver(ctx, "ghost", journal.Message{Kind: journal.MessageSignal, Name: "x"}, nil); !errors.Is(err, journal.ErrNotFound) {
 		t.Fatalf("deliver to missing run: %v", err)
 	}
 	create(t, s, "in", time.Unix(1, 0))
 	for i, name := range []string{"go", "stop", "go"} {
-		seq, err := s.Deliver(ctx, "in", journal.Message{Kind: journal.MessageSignal, Name: name, Value: json.RawMessage(fmt.Sprint(i)), From: "test"})
+		seq, err := s.Deliver(ctx, "in", journal.Message{Kind: journal.MessageSignal, Name: name, Value: json.RawMessage(fmt.Sprint(i)), From: "test"}, nil)
 		if err != nil || seq != uint64(i+1) {
 			t.Fatalf("Deliver %d: seq %d, %v", i, seq, err)
 		}
 	}
 	s = reopen()
-	seq, err := s.Deliver(ctx, "in", journal.Message{Kind: journal.MessageAnswer, Value: json.RawMessage(`"yes"`)})
+	seq, err := s.Deliver(ctx, "in", journal.Message{Kind: journal.MessageAnswer, Value: json.RawMessage(`"yes"`)}, nil)
 	if err != nil || seq != 4 {
 		t.Fatalf("Deliver after reopen: %d %v", seq, err)
 	}
@@ -332,5 +332,20 @@ func testInbox(t *testing.T, open Opener) {
 	// Inboxes do not mix with journals.
 	if recs, _ := s.Records(ctx, "in", 1); len(recs) != 1 {
 		t.Fatalf("journal has %d records", len(recs))
+	}
+	// With metadata, the delivery and the run's new Inbox land together.
+	meta, err := s.Run(ctx, "in")
+	if err != nil {
+		t.Fatal(err)
+	}
+	meta.Status = journal.StatusWaiting
+	seq, err = s.Deliver(ctx, "in", journal.Message{Kind: journal.MessageSignal, Name: "go"}, meta)
+	if err != nil || seq != 5 {
+		t.Fatalf("Deliver with metadata: %d %v", seq, err)
+	}
+	s = reopen()
+	meta, err = s.Run(ctx, "in")
+	if err != nil || meta.Inbox != 5 || meta.Status != journal.StatusWaiting {
+		t.Fatalf("metadata after Deliver: %+v %v", meta, err)
 	}
 }
