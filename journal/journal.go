@@ -189,6 +189,9 @@ type Waiting struct {
 	Until   *time.Time      `json:"until,omitempty"` // wake-up time, if any
 	Pos     string          `json:"pos,omitempty"`
 	Data    json.RawMessage `json:"data,omitempty"`
+	// Retry is set when the call waits to try again after a failed
+	// attempt; messages do not end such a wait.
+	Retry bool `json:"retry,omitempty"`
 	// Inbox is the run's Inbox when the wait was committed: a later
 	// message may end the wait, so a run whose Inbox is beyond it must
 	// check again.

@@ -219,6 +219,18 @@ type CallWaiting struct {
 	Reason string          `json:"reason"`
 	Until  *time.Time      `json:"until,omitempty"`
 	Data   json.RawMessage `json:"data,omitempty"`
+	// Retry is set when the call waits to try again after a failed
+	// attempt (the runtime's backoff, or a wait the builtin asked for):
+	// what the next attempt continues from.
+	Retry *RetryWait `json:"retry,omitempty"`
+}
+
+// RetryWait is where a call that waits between attempts stands.
+type RetryWait struct {
+	Attempt  int             `json:"attempt"`         // the attempt that comes next
+	State    json.RawMessage `json:"state,omitempty"` // what the builtin passed on (runtime.Retry.State)
+	Attempts []Attempt       `json:"attempts"`        // the failed attempts so far
+	Started  time.Time       `json:"started"`         // when the call's first attempt began
 }
 
 // Log is a message a script logged with log() or print().

@@ -90,7 +90,15 @@ type Call struct {
 	Pos     string // file:line:col of the call in the script
 	Args    starlark.Tuple
 	Kwargs  []starlark.Tuple
-	Attempt int // 1 for the first try of this execution
+	// Attempt numbers the tries of this call: 1 for the first. It keeps
+	// counting across waits between attempts, also when the run suspended
+	// in between; it starts again at 1 when a crash made the call run
+	// again.
+	Attempt int
+	// Started is when the call's first attempt began, on the runtime's
+	// clock; it stays the same across waits between attempts. Measure a
+	// call's deadline from it, and read the clock with Now.
+	Started time.Time
 
 	// Wait is set when the call suspended the run earlier; it holds what
 	// the call recorded then (for example sleep's wake-up time).
@@ -103,6 +111,20 @@ type Call struct {
 	run      *run
 	detail   json.RawMessage
 	consumed []uint64
+	state    json.RawMessage // from the previous attempt's Retry.State
+}
+
+// State decodes into v what the previous attempt of this call passed on
+// in Retry.State. It reports false on a first attempt (or when the
+// previous attempt passed nothing).
+func (c *Call) State(v any) (bool, error) {
+	if len(c.state) == 0 {
+		return false, nil
+	}
+	if err := json.Unmarshal(c.state, v); err != nil {
+		return false, fmt.Errorf("%s: decode the state of attempt %d: %w", c.Builtin, c.Attempt-1, err)
+	}
+	return true, nil
 }
 
 // Messages returns the messages of a kind (journal.MessageAnswer,
@@ -244,6 +266,35 @@ func classify(err error) *Error {
 		return &Error{Kind: "timeout", Message: err.Error(), Retryable: true, Err: err}
 	}
 	return &Error{Kind: "error", Message: err.Error(), Retryable: true, Err: err}
+}
+
+// Retry is returned by a builtin's Fn when an attempt failed and the
+// builtin, having applied its own policy (attempts, deadlines, budgets),
+// wants another attempt after a wait. The builtin never waits itself: the
+// runtime waits After in process when it is short (see
+// Options.MaxInlineWait), or suspends the run until then, and then calls
+// Fn again with Call.Attempt one higher and Call.State returning State.
+// Either way the wait is on the runtime's clock, so Drain, Cancel,
+// SkipWaits and tests see it.
+type Retry struct {
+	Err   *Error        // this attempt's failure, journaled with the call's attempts
+	After time.Duration // how long to wait before the next attempt
+	State any           // JSON-encodable (no secrets): what the next attempt needs to continue
+}
+
+func (r *Retry) Error() string {
+	if r.Err == nil {
+		return fmt.Sprintf("retry after %s", r.After)
+	}
+	return fmt.Sprintf("%s (retrying after %s)", r.Err.Message, r.After)
+}
+
+// Unwrap returns the attempt's failure.
+func (r *Retry) Unwrap() error {
+	if r.Err == nil {
+		return nil
+	}
+	return r.Err
 }
 
 // Suspend is returned by a builtin's Fn to make the run wait. The runtime

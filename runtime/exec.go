@@ -589,18 +589,28 @@ func (r *run) resultOf(name string, cc *journal.CallCompleted) (starlark.Value, 
 
 // live executes a call, with retries and waits, and journals its outcome.
 func (r *run) live(b *Builtin, step, pos string, args starlark.Tuple, kwargs []starlark.Tuple, rec *recordedCall) (starlark.Value, error) {
+	start := r.rt.now()
 	c := &Call{
 		RunID: r.id, Step: step, Key: r.id + "/" + step, Builtin: b.Name, Pos: pos,
-		Args: args, Kwargs: kwargs, Wait: rec.waiting,
+		Args: args, Kwargs: kwargs, Wait: rec.waiting, Started: start,
 		Log: r.log.With().Str("step", step).Logger(),
 		rt:  r.rt,
 		run: r,
 	}
-	start := r.rt.now()
 	var attempts []journal.Attempt
+	n := 1
+	if w := rec.waiting; w != nil && w.Retry != nil {
+		// The run stopped while the call waited between attempts: go on
+		// from the attempt that was due, after what is left of the wait.
+		n, attempts, c.state, c.Started = w.Retry.Attempt, w.Retry.Attempts, w.Retry.State, w.Retry.Started
+		c.Wait = nil // a wait between attempts is the runtime's, not the builtin's
+		if !r.waitRetry(c, b, pos, w, n) {
+			return nil, r.fatal
+		}
+	}
 	var v starlark.Value
 	var failure *Error
-	for n := 1; ; n++ {
+	for ; ; n++ {
 		c.Attempt = n
 		t0 := r.rt.now()
 		var err error
@@ -626,15 +636,43 @@ func (r *run) live(b *Builtin, step, pos string, args starlark.Tuple, kwargs []s
 			// Stopped from outside: this is not the call's outcome.
 			return nil, r.stopped()
 		}
-		failure = classify(err)
-		att := journal.Attempt{N: n, Start: t0.UTC(), Duration: r.rt.now().Sub(t0), Error: failure.Message, Kind: failure.Kind}
-		if b.Retry != nil && b.Retry.ShouldRetry(failure, n) {
-			att.Wait = b.Retry.wait(failure, n)
-			attempts = append(attempts, att)
-			r.callEvent(CallEvent{Step: step, Builtin: b.Name, Outcome: "retry", Attempts: n, Kind: failure.Kind, Wait: att.Wait})
-			if !r.pause(att.Wait) {
-				return nil, r.stopped()
+		var wait time.Duration
+		var state json.RawMessage
+		retry := false
+		var rt *Retry
+		if errors.As(err, &rt) {
+			failure = rt.Err
+			if failure == nil {
+				failure = &Error{Kind: "error", Message: b.Name + ": attempt failed", Retryable: true}
 			}
+			retry, wait = true, max(rt.After, 0)
+			if rt.State != nil {
+				if state, err = json.Marshal(rt.State); err != nil {
+					return nil, r.setFatal(fmt.Errorf("%s: the state for its next attempt cannot be journaled: %w", b.Name, err))
+				}
+			}
+		} else {
+			failure = classify(err)
+			if b.Retry != nil && b.Retry.ShouldRetry(failure, n) {
+				retry, wait = true, b.Retry.wait(failure, n)
+			}
+		}
+		att := journal.Attempt{N: n, Start: t0.UTC(), Duration: r.rt.now().Sub(t0), Error: failure.Message, Kind: failure.Kind}
+		if retry {
+			att.Wait = wait
+			attempts = append(attempts, att)
+			r.callEvent(CallEvent{Step: step, Builtin: b.Name, Outcome: "retry", Attempts: n, Kind: failure.Kind, Wait: wait})
+			until := r.rt.now().Add(wait).UTC()
+			w := &journal.CallWaiting{
+				Step:   step,
+				Reason: fmt.Sprintf("retry %s: attempt %d failed (%s), attempt %d at %s", b.Name, n, failure.Kind, n+1, until.Format(time.RFC3339)),
+				Until:  &until,
+				Retry:  &journal.RetryWait{Attempt: n + 1, State: state, Attempts: attempts, Started: c.Started.UTC()},
+			}
+			if !r.waitRetry(c, b, pos, w, n+1) {
+				return nil, r.fatal
+			}
+			c.state = state
 			failure = nil
 			continue
 		}
@@ -681,6 +719,36 @@ func (r *run) live(b *Builtin, step, pos string, args starlark.Tuple, kwargs []s
 	r.callEvent(ev)
 	// Scripts see the journal's value, decoded, exactly as a replay would.
 	return r.resultOf(b.Name, &cc)
+}
+
+// waitRetry waits until w.Until before attempt next of a call: in process
+// when the wait is short enough, else by journaling w and suspending the
+// run. It reports false when the execution must stop (r.fatal says why).
+func (r *run) waitRetry(c *Call, b *Builtin, pos string, w *journal.CallWaiting, next int) bool {
+	d := w.Until.Sub(r.rt.now())
+	if d <= 0 {
+		return true
+	}
+	waiting := &journal.Waiting{Step: c.Step, Builtin: b.Name, Reason: w.Reason, Until: w.Until, Pos: pos, Retry: true}
+	if max := r.rt.opts.MaxInlineWait; max >= 0 && d <= max {
+		r.setCurrentWait(waiting)
+		ok := r.pause(d)
+		r.setCurrentWait(nil)
+		if !ok {
+			r.stopped()
+			return false
+		}
+		return true
+	}
+	if rec := r.index[c.Step]; rec == nil || rec.waiting == nil || !sameWait(rec.waiting, w) {
+		r.add(journal.TypeCallWaiting, *w)
+		if err := r.flushCall(); err != nil {
+			r.setFatal(err)
+			return false
+		}
+	}
+	r.setFatal(&suspended{waiting: waiting})
+	return false
 }
 
 // suspend handles a builtin's request to wait. It reports whether Fn should

@@ -694,7 +694,7 @@ func (rt *Runtime) Send(ctx context.Context, id string, m journal.Message) (jour
 		return m, false, err
 	}
 	var b *Builtin
-	if w != nil {
+	if w != nil && !w.Retry {
 		b = rt.builtins[w.Builtin]
 	}
 	wake := false

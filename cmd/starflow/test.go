@@ -22,7 +22,7 @@ import (
 	"go.starlark.net/starlark"
 
 	"github.com/starflow/starflow/chaos"
-	"github.com/starflow/starflow/internal/runtest"
+	"github.com/starflow/starflow/internal/value"
 	"github.com/starflow/starflow/journal"
 	"github.com/starflow/starflow/journal/badgerstore"
 	"github.com/starflow/starflow/runtime"
@@ -586,7 +586,7 @@ func (t *tester) scenario(call testCall, point string, ref *childOutcome) scenar
 		sc.detail = "resume failed: " + err.Error()
 		return sc
 	}
-	if out.Status != ref.Status || (!t.statusOnly && !runtest.SameJSON(orNull(out.Result), orNull(ref.Result))) {
+	if out.Status != ref.Status || (!t.statusOnly && !value.SameJSON(orNull(out.Result), orNull(ref.Result))) {
 		sc.detail = fmt.Sprintf("resumed to %s %s, but the reference was %s %s", out.Status, describeOutcome(out), ref.Status, describeOutcome(ref))
 		return sc
 	}

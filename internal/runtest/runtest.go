@@ -8,7 +8,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -18,6 +17,7 @@ import (
 	"go.starlark.net/starlark"
 
 	"github.com/starflow/starflow/builtins"
+	"github.com/starflow/starflow/internal/value"
 	"github.com/starflow/starflow/journal"
 	"github.com/starflow/starflow/journal/badgerstore"
 	"github.com/starflow/starflow/runtime"
@@ -246,13 +246,7 @@ func MustResult(t testing.TB, out *runtime.Outcome, want string) {
 }
 
 // SameJSON reports whether a and b are the same JSON value.
-func SameJSON(a, b []byte) bool {
-	var x, y any
-	if json.Unmarshal(a, &x) != nil || json.Unmarshal(b, &y) != nil {
-		return false
-	}
-	return fmt.Sprintf("%#v", x) == fmt.Sprintf("%#v", y)
-}
+func SameJSON(a, b []byte) bool { return value.SameJSON(a, b) }
 
 // Completions returns the call.completed records of run id, decoded, in
 // journal order: the place to read each call's journaled detail.

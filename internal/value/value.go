@@ -781,3 +781,13 @@ func (d *decoder) tagged1(tag string) (starlark.Value, error) {
 	d.pos++
 	return v, nil
 }
+
+// SameJSON reports whether a and b are the same JSON value (object key
+// order and insignificant space aside). Invalid JSON is never the same.
+func SameJSON(a, b []byte) bool {
+	var x, y any
+	if json.Unmarshal(a, &x) != nil || json.Unmarshal(b, &y) != nil {
+		return false
+	}
+	return fmt.Sprintf("%#v", x) == fmt.Sprintf("%#v", y)
+}
