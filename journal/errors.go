@@ -14,7 +14,19 @@ var (
 	ErrLocked    = errors.New("store is in use by another process")
 	ErrClosed    = errors.New("store is closed")
 	ErrCorrupt   = errors.New("journal record is corrupt")
+	// ErrTooLarge is returned for a record, message or blob larger than
+	// MaxRecordBytes.
+	ErrTooLarge = errors.New("value too large for the journal")
+	// ErrNoSpace is returned when the store refuses writes because the
+	// disk is (nearly) full; runs stay resumable once space is freed.
+	ErrNoSpace = errors.New("no space left for the journal")
 )
+
+// MaxRecordBytes is the largest record payload (and inbox message, and
+// script blob) a store accepts. Builtins check their results against it
+// before a call is journaled, so that an oversized value fails the call
+// with a clear error instead of failing the write.
+const MaxRecordBytes = 64 << 20
 
 // CorruptError reports a record that failed verification.
 type CorruptError struct {
