@@ -50,6 +50,7 @@ type run struct {
 
 	dry    bool           // a replay check: answer calls from the journal only, write nothing
 	values map[string]any // run-scoped settings (SetRunValue)
+	guard  *guard         // steps, memory and compute limits
 }
 
 type moduleEntry struct {
@@ -101,8 +102,9 @@ func (c *cancelled) Error() string { return "run cancelled by " + c.by }
 
 // LimitError reports a run that exceeded one of its limits.
 type LimitError struct {
-	Limit string // "steps" or "calls"
-	Max   uint64
+	Limit string // "steps", "calls", "memory" or "compute"
+	Max   uint64 // the limit: a count, bytes, or nanoseconds
+	Used  int64  // memory: the bytes measured
 	Pos   string
 }
 
@@ -110,6 +112,10 @@ func (e *LimitError) Error() string {
 	switch e.Limit {
 	case "steps":
 		return fmt.Sprintf("run exceeded its limit of %d execution steps (does it loop forever? raise the limit with --max-steps or Options.MaxSteps)", e.Max)
+	case "memory":
+		return fmt.Sprintf("run exceeded its memory limit: its values hold %s, more than %s (does it accumulate data it does not need? raise the limit with --max-memory or Options.MaxMemory)", formatBytes(e.Used), formatBytes(int64(e.Max)))
+	case "compute":
+		return fmt.Sprintf("run computed for more than %s without calling a builtin (does it loop forever, or work on very large values? raise the limit with --max-compute or Options.MaxCompute)", time.Duration(e.Max))
 	default:
 		return fmt.Sprintf("run exceeded its limit of %d builtin calls (raise it with --max-calls or Options.MaxCalls)", e.Max)
 	}
@@ -259,15 +265,8 @@ func (r *run) runMain() (starlark.Value, error) {
 	thread.SetLocal(runKey, r)
 	r.main = &branch{}
 	thread.SetLocal(branchKey, r.main)
-	maxSteps := r.cur.started.Limits.MaxSteps
-	if maxSteps == 0 {
-		maxSteps = r.rt.opts.MaxSteps
-	}
-	thread.SetMaxExecutionSteps(maxSteps)
-	thread.OnMaxSteps = func(th *starlark.Thread) {
-		r.setFatal(&LimitError{Limit: "steps", Max: maxSteps, Pos: callerPos(th, 0)})
-		th.Cancel("too many steps")
-	}
+	r.guard = newGuard(r, thread)
+	defer r.guard.stop()
 	if by := r.publish(nil, thread); by != "" {
 		thread.Cancel("cancelled by " + by)
 	}
@@ -384,6 +383,13 @@ func (r *run) call(thread *starlark.Thread, b *Builtin, args starlark.Tuple, kwa
 	if r.fatal != nil {
 		return nil, r.fatal
 	}
+	if le := r.guard.exceeded(callerPos(thread, 1)); le != nil {
+		return nil, r.setFatal(le)
+	}
+	// Computation stops here: a builtin call is not the script's
+	// computing, whatever it waits for.
+	r.guard.pause()
+	defer r.guard.resume()
 	if by := r.cancelRequested(); by != "" {
 		return nil, r.setFatal(&cancelled{by})
 	}
@@ -798,6 +804,11 @@ func (r *run) finish(result starlark.Value, err error) (*Outcome, error) {
 		out.Status, out.Waiting, out.Run = journal.StatusWaiting, f.waiting, f.meta
 		return out, nil
 	}
+	if r.fatal == nil && err != nil {
+		if le := r.guard.exceeded(evalPos(err)); le != nil {
+			r.fatal = le
+		}
+	}
 	if by := r.cancelRequested(); by != "" && (r.fatal != nil || err != nil) {
 		// Cancelled at a builtin boundary or mid-computation. (A script
 		// that returned before noticing is completed, not cancelled.)
@@ -864,6 +875,15 @@ func (r *run) removedDivergence() *DivergenceError { return r.cur.removedDiverge
 func (r *run) removedCall() *journal.RunError {
 	de := r.removedDivergence()
 	return &journal.RunError{Kind: "divergence", Message: de.Error(), Pos: de.RecordedPos}
+}
+
+// evalPos is the script position where an evaluation error happened.
+func evalPos(err error) string {
+	var ee *starlark.EvalError
+	if errors.As(err, &ee) {
+		return callerPosOf(ee)
+	}
+	return ""
 }
 
 func backtrace(err error) string {

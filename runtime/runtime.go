@@ -46,6 +46,13 @@ type Options struct {
 	MaxSteps uint64
 	MaxCalls int
 
+	// MaxMemory bounds the bytes of Starlark values one run holds (default
+	// 256 MiB; negative: no bound). MaxCompute bounds the time a run
+	// computes between two builtin calls (default 1 minute; negative: no
+	// bound). A run that exceeds either fails with a LimitError.
+	MaxMemory  int64
+	MaxCompute time.Duration
+
 	// MaxInlineWait is the longest wait (a sleep, a retry backoff) a run
 	// spends in-process; longer waits suspend the run (status waiting),
 	// holding no goroutine. Default 1 minute; negative suspends always.
@@ -118,6 +125,8 @@ const (
 	DefaultMaxCalls      = 100_000
 	DefaultMaxInlineWait = time.Minute
 	DefaultMaxCrashes    = 5
+	DefaultMaxMemory     = 256 << 20
+	DefaultMaxCompute    = time.Minute
 )
 
 // New returns a Runtime over store.
@@ -127,6 +136,12 @@ func New(store journal.Store, opts Options) (*Runtime, error) {
 	}
 	if opts.MaxCalls == 0 {
 		opts.MaxCalls = DefaultMaxCalls
+	}
+	if opts.MaxMemory == 0 {
+		opts.MaxMemory = DefaultMaxMemory
+	}
+	if opts.MaxCompute == 0 {
+		opts.MaxCompute = DefaultMaxCompute
 	}
 	if opts.MaxInlineWait == 0 {
 		opts.MaxInlineWait = DefaultMaxInlineWait

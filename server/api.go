@@ -128,6 +128,7 @@ func (s *Server) Handler() http.Handler {
 	handle("POST /v1/runs/{id}/signals/{name}", s.signal)
 	handle("POST /v1/runs/{id}/cancel", s.cancel)
 	handle("POST /v1/runs/{id}/resume", s.resume)
+	handle("POST /v1/runs/{id}/retry", s.retry)
 	handle("POST /v1/runs/{id}/check", s.check)
 	handle("POST /v1/runs/{id}/migrate", s.migrate)
 	handle("POST /v1/runs/{id}/fork", s.fork)
@@ -499,6 +500,27 @@ func (s *Server) resume(w http.ResponseWriter, r *http.Request) (any, int, error
 	}
 	if meta.Status.Final() {
 		return nil, 0, apiErr(http.StatusConflict, "conflict", "run %s is %s", id, meta.Status)
+	}
+	s.enqueue(id)
+	resp, err := s.runResponse(r.Context(), id)
+	return resp, http.StatusAccepted, err
+}
+
+// retry is POST /v1/runs/{id}/retry: release a quarantined run and
+// execute it again.
+func (s *Server) retry(w http.ResponseWriter, r *http.Request) (any, int, error) {
+	var req CancelRequest
+	if r.ContentLength != 0 {
+		if err := s.decode(w, r, &req); err != nil {
+			return nil, 0, err
+		}
+	}
+	if req.By == "" {
+		req.By = "api"
+	}
+	id := r.PathValue("id")
+	if _, err := s.rt.Retry(r.Context(), id, req.By); err != nil {
+		return nil, 0, err
 	}
 	s.enqueue(id)
 	resp, err := s.runResponse(r.Context(), id)

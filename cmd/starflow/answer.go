@@ -64,7 +64,7 @@ func (m *Main) sendMessage(ctx context.Context, name, usage, kind string, npos i
 	if kind == journal.MessageSignal {
 		sig = pos[1]
 	}
-	e, cl, code := m.session(&f.common, name+" "+id, runtime.Options{MaxInlineWait: f.maxInlineWait})
+	e, cl, code := m.session(&f.common, name+" "+id, f.options())
 	if cl != nil {
 		var woke bool
 		if kind == journal.MessageAnswer {
