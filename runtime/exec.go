@@ -744,18 +744,7 @@ func (r *run) pause(d time.Duration) bool {
 	if d <= 0 {
 		return r.ctx.Err() == nil && !r.rt.draining()
 	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-r.lc.kick:
-		return true
-	case <-r.ctx.Done():
-		return false
-	case <-r.rt.drain:
-		return false
-	}
+	return r.rt.opts.Sleep(r.ctx, d, r.lc.kick, r.rt.drain)
 }
 
 // stopped records why the run's context ended.

@@ -28,8 +28,8 @@ func limitOf(t *testing.T, out *sfrt.Outcome) string {
 func TestMemoryLimitStopsARunThatHoardsData(t *testing.T) {
 	e := newEnv(t, func(o *sfrt.Options) { o.MaxMemory = 32 << 20 })
 	for name, src := range map[string]string{
-		"list": "def main(input):\n    hoard = []\n    for i in range(100000):\n        hoard.append('x' * (1 << 20) + str(i))\n    return len(hoard)\n",
-		"string": "def main(input):\n    s = ''\n    for i in range(100000):\n        s = s + 'y' * (1 << 20)\n    return len(s)\n",
+		"list":    "def main(input):\n    hoard = []\n    for i in range(100000):\n        hoard.append('x' * (1 << 20) + str(i))\n    return len(hoard)\n",
+		"string":  "def main(input):\n    s = ''\n    for i in range(100000):\n        s = s + 'y' * (1 << 20)\n    return len(s)\n",
 		"closure": "def main(input):\n    kept = {}\n    def keep(i):\n        kept[i] = 'z' * (1 << 20) + str(i)\n    for i in range(100000):\n        keep(i)\n    return len(kept)\n",
 	} {
 		t.Run(name, func(t *testing.T) {

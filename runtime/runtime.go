@@ -65,6 +65,14 @@ type Options struct {
 	// control now() and sleep().
 	Clock func() time.Time
 
+	// Sleep is how the runtime waits in process (a short sleep, a backoff
+	// between attempts): it waits d on Clock's time and reports true, or
+	// returns early — true when wake receives (a message came), false when
+	// ctx ends or drain closes. The default uses a real timer; tests and
+	// simulations that drive Clock themselves replace it, so that every
+	// wait of every run is one they see.
+	Sleep func(ctx context.Context, d time.Duration, wake, drain <-chan struct{}) bool
+
 	// Secrets resolves secret("NAME") references when a builtin uses them
 	// (default: environment variables).
 	Secrets func(name string) (string, error)
@@ -157,6 +165,9 @@ func New(store journal.Store, opts Options) (*Runtime, error) {
 	}
 	if opts.Clock == nil {
 		opts.Clock = time.Now
+	}
+	if opts.Sleep == nil {
+		opts.Sleep = timerSleep
 	}
 	if opts.Secrets == nil {
 		opts.Secrets = EnvSecrets
@@ -718,6 +729,22 @@ func (rt *Runtime) Executing(id string) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.exec != nil
+}
+
+// timerSleep is the default Options.Sleep: a real timer.
+func timerSleep(ctx context.Context, d time.Duration, wake, drain <-chan struct{}) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-wake:
+		return true
+	case <-ctx.Done():
+		return false
+	case <-drain:
+		return false
+	}
 }
 
 func compactJSON(b json.RawMessage) (json.RawMessage, error) {
