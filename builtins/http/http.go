@@ -4,13 +4,17 @@
 // http.auth.
 //
 // A call is one journaled step. Inside it, transient failures (connection
-// errors, timeouts, 408, 429, 500, 502, 503, 504) are retried with
-// go-retryablehttp, driven by the project's runtime.RetryPolicy: exponential
-// backoff with jitter, Retry-After and retry-after-ms honoured within the
-// call's deadline, and a per-host retry budget (a token bucket, as in the
-// AWS SDK) so that a failing host cannot cause a retry storm. Every request
-// but GET and HEAD carries Idempotency-Key: <run-id>/<step>, the same on
-// every retry and on re-execution after a crash.
+// errors, timeouts, 408, 429, 500, 502, 503, 504) are retried under the
+// project's runtime.RetryPolicy: exponential backoff with jitter,
+// Retry-After and retry-after-ms honoured within the call's deadline, and a
+// per-host retry budget (a token bucket, as in the AWS SDK) so that a
+// failing host cannot cause a retry storm. The builtin never waits: each
+// invocation of its Fn makes one attempt and, when another is due, returns
+// a runtime.Retry with the wait; the runtime waits on its own clock, in
+// process or by suspending the run, so Drain, SkipWaits and tests see every
+// wait. Every request but GET and HEAD carries Idempotency-Key:
+// <run-id>/<step>, the same on every retry and on re-execution after a
+// crash.
 //
 // Secrets (secret("NAME")) may be used in headers, params, form and JSON
 // bodies and auth; they are resolved at the moment of the request and never
@@ -71,7 +75,9 @@ type Options struct {
 
 	// MaxRetryAfter is the longest server-requested wait (Retry-After,
 	// retry-after-ms) honoured when a call has no deadline (default 1
-	// minute). A longer request fails the call at once (kind deadline).
+	// minute). A longer request fails the call at once (kind deadline). A
+	// call with a deadline honours any wait that ends before it. Waits
+	// longer than the runtime's MaxInlineWait suspend the run.
 	MaxRetryAfter time.Duration
 
 	// Retry is the default retry policy; zero fields take the project
@@ -98,9 +104,6 @@ type Options struct {
 
 	// Resolver, if set, resolves host names for the default dialer.
 	Resolver *net.Resolver
-
-	// Now is the clock for Retry-After dates (default time.Now).
-	Now func() time.Time
 }
 
 // Module is a configured http builtin. It is safe for concurrent use; its
@@ -139,9 +142,6 @@ func New(opts Options) (*Module, error) {
 	if err != nil {
 		return nil, err
 	}
-	if opts.Now == nil {
-		opts.Now = time.Now
-	}
 	allow, err := parseAllowHosts(opts.AllowHosts)
 	if err != nil {
 		return nil, err
@@ -153,17 +153,8 @@ func New(opts Options) (*Module, error) {
 			rt = w
 		}
 	}
-	m.transport = sharedTransport{rt}
+	m.transport = rt
 	return m, nil
-}
-
-// sharedTransport hides CloseIdleConnections from the per-call clients:
-// go-retryablehttp closes idle connections after every failed call, which
-// must not empty the pool that other calls share.
-type sharedTransport struct{ t nethttp.RoundTripper }
-
-func (s sharedTransport) RoundTrip(r *nethttp.Request) (*nethttp.Response, error) {
-	return s.t.RoundTrip(r)
 }
 
 func (m *Module) newTransport(base *nethttp.Transport) *nethttp.Transport {
@@ -210,8 +201,8 @@ var verbs = []struct{ name, method string }{
 const kwargsDoc = "params=, headers=, json= | body=, auth=, timeout=, deadline=, retry=, raise_for_status=True"
 
 // Builtins returns the journaled builtins http.get, http.post, http.put,
-// http.patch, http.delete and http.request. They retry inside the call
-// (Builtin.Retry is nil: the runtime does not retry on top).
+// http.patch, http.delete and http.request. They apply their own retry
+// policy (Builtin.Retry is nil) and ask the runtime for the waits.
 func (m *Module) Builtins() []*sfrt.Builtin {
 	out := make([]*sfrt.Builtin, 0, len(verbs))
 	for _, v := range verbs {
