@@ -247,7 +247,16 @@ func (e *exchange) outcome(resp *nethttp.Response, body []byte, f *sfrt.Error) (
 	if err := e.finish(resp, f, body); err != nil {
 		return nil, err
 	}
-	return e.response(resp, body), nil
+	v, size := e.response(resp, body)
+	if size > 0 {
+		// Received, but it cannot be recorded: fail now, with a failure
+		// the journal holds, rather than fail to journal the call (and
+		// send it again at every resume).
+		f := tooLargeToJournal(size, len(body))
+		f.Message += " (" + e.attemptsText() + ")"
+		return nil, e.fail(f)
+	}
+	return v, nil
 }
 
 // finish records the call's detail and returns its failure, if it fails.
@@ -263,24 +272,27 @@ func (e *exchange) finish(resp *nethttp.Response, f *sfrt.Error, body []byte) er
 	if err := e.c.SetDetail(d); err != nil {
 		return err
 	}
-	var fail *sfrt.Error
 	switch {
 	case resp == nil && e.stop != nil:
-		fail = e.stop
+		return e.fail(e.stop)
 	case resp == nil:
-		fail = &sfrt.Error{Kind: f.Kind, Message: fmt.Sprintf("%s (%s)", f.Message, e.attemptsText())}
+		return e.fail(&sfrt.Error{Kind: f.Kind, Message: fmt.Sprintf("%s (%s)", f.Message, e.attemptsText())})
 	case e.stop != nil && p.raise:
-		fail = e.stop
+		return e.fail(e.stop)
 	case resp.StatusCode >= 400 && p.raise:
-		fail = &sfrt.Error{Kind: kindStatus, Message: fmt.Sprintf("%d %s (%s)%s", resp.StatusCode, statusText(resp.StatusCode), e.attemptsText(), e.bodyStart(body))}
+		return e.fail(&sfrt.Error{Kind: kindStatus, Message: fmt.Sprintf("%d %s (%s)%s", resp.StatusCode, statusText(resp.StatusCode), e.attemptsText(), e.bodyStart(body))})
 	}
-	if fail == nil {
-		return nil
-	}
-	out := *fail
-	out.Message = p.scrub.str(fmt.Sprintf("%s %s: %s", p.method, p.display, fail.Message))
+	return nil
+}
+
+// fail returns the call's failure, as scripts see it: not retryable (the
+// builtin has retried), naming the request, without secrets.
+func (e *exchange) fail(f *sfrt.Error) error {
+	p := e.p
+	out := *f
+	out.Message = p.scrub.str(fmt.Sprintf("%s %s: %s", p.method, p.display, f.Message))
 	out.Retryable = false
-	e.c.Log.Warn().Str("method", p.method).Str("url", p.display).Str("kind", out.Kind).Int("attempts", len(d.Attempts)).Msg("http call failed")
+	e.c.Log.Warn().Str("method", p.method).Str("url", p.display).Str("kind", out.Kind).Int("attempts", len(e.attempts())).Msg("http call failed")
 	return &out
 }
 
@@ -414,8 +426,10 @@ func (e *exchange) bodyStart(body []byte) string {
 	return ": " + s
 }
 
-// response builds the script's result.
-func (e *exchange) response(resp *nethttp.Response, raw []byte) starlark.Value {
+// response builds the script's result, and returns the size of its
+// journal form when that is more than a journal record holds (0 when it
+// fits).
+func (e *exchange) response(resp *nethttp.Response, raw []byte) (starlark.Value, int) {
 	keys := make([]string, 0, len(resp.Header))
 	for k := range resp.Header {
 		keys = append(keys, k)
@@ -431,13 +445,15 @@ func (e *exchange) response(resp *nethttp.Response, raw []byte) starlark.Value {
 		_ = headers.SetKey(starlark.String(lk), starlark.String(e.p.scrub.str(v)))
 	}
 	body := string(e.p.scrub.bytes(raw))
+	// The parsed body is journaled as a reference to the body (see
+	// value.JSONOf): the journal holds the text once.
 	var js starlark.Value = starlark.None
 	if looksJSON(resp.Header.Get("Content-Type"), body) {
-		if v, err := value.FromJSON([]byte(body)); err == nil {
+		if v, err := value.ParseJSONOf("body", body); err == nil {
 			js = v
 		}
 	}
-	return starlarkstruct.FromStringDict(starlark.String("response"), starlark.StringDict{
+	v := starlarkstruct.FromStringDict(starlark.String("response"), starlark.StringDict{
 		"status":   starlark.MakeInt(resp.StatusCode),
 		"headers":  headers,
 		"body":     starlark.String(body),
@@ -448,6 +464,7 @@ func (e *exchange) response(resp *nethttp.Response, raw []byte) starlark.Value {
 		// attempts included, as long as the runtime made them last.
 		"duration_ms": starlark.MakeInt64(e.c.Now().Sub(e.c.Started).Milliseconds()),
 	})
+	return v, responseJournalSize(v, body, headers, js)
 }
 
 func looksJSON(contentType string, body string) bool {

@@ -41,6 +41,7 @@ import (
 	"go.starlark.net/starlark"
 	"go.starlark.net/starlarkstruct"
 
+	"github.com/starflow/starflow/journal"
 	sfrt "github.com/starflow/starflow/runtime"
 )
 
@@ -67,6 +68,11 @@ type Options struct {
 
 	// MaxResponseBytes bounds a response body (default 10 MiB). A larger
 	// body fails the call (kind response_too_large); it is never truncated.
+	// It may not be more than a journal record holds
+	// (journal.MaxRecordBytes, less what the call's record needs besides
+	// the response); a response whose journal form is larger anyway (a
+	// body that JSON-escapes to more bytes) fails the call with kind
+	// too_large_for_journal.
 	MaxResponseBytes int64
 
 	// Timeout bounds one attempt, from connecting to reading the whole
@@ -122,6 +128,9 @@ func New(opts Options) (*Module, error) {
 	}
 	if opts.MaxResponseBytes < 0 {
 		return nil, fmt.Errorf("http: MaxResponseBytes %d is negative", opts.MaxResponseBytes)
+	}
+	if opts.MaxResponseBytes > maxJournaled {
+		return nil, fmt.Errorf("http: MaxResponseBytes %d is more than a journal record can hold (journal.MaxRecordBytes is %d bytes, some of them for the call's other fields): such a response could never be recorded", opts.MaxResponseBytes, journal.MaxRecordBytes)
 	}
 	if opts.Timeout == 0 {
 		opts.Timeout = DefaultTimeout
@@ -206,17 +215,33 @@ const kwargsDoc = "params=, headers=, json= | body=, auth=, timeout=, deadline=,
 func (m *Module) Builtins() []*sfrt.Builtin {
 	out := make([]*sfrt.Builtin, 0, len(verbs))
 	for _, v := range verbs {
-		b := &sfrt.Builtin{Name: "http." + v.name, Fn: m.fn(v.method)}
+		b := &sfrt.Builtin{Name: "http." + v.name}
+		var redact func(starlark.Tuple, []starlark.Tuple) (starlark.Tuple, []starlark.Tuple)
 		if v.method == "" {
 			b.Doc = "http.request(method, url, " + kwargsDoc + ") -> response"
-			b.Redact = redactArgs(1)
+			redact = redactArgs(1)
 		} else {
 			b.Doc = "http." + v.name + "(url, " + kwargsDoc + ") -> response"
-			b.Redact = redactArgs(0)
+			redact = redactArgs(0)
 		}
+		b.Fn = m.fn(v.method, redact)
+		b.Redact = journaledArgs(redact)
 		out = append(out, b)
 	}
 	return out
+}
+
+// journaledArgs returns the Builtin.Redact function: the redacted
+// arguments, with those too large for a journal record summarized (the
+// call then fails without sending anything; see Module.fn).
+func journaledArgs(redact func(starlark.Tuple, []starlark.Tuple) (starlark.Tuple, []starlark.Tuple)) func(starlark.Tuple, []starlark.Tuple) (starlark.Tuple, []starlark.Tuple) {
+	return func(args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Tuple, []starlark.Tuple) {
+		args, kwargs = redact(args, kwargs)
+		if argsJournalSize(args, kwargs) > 0 {
+			args, kwargs = summarizeArgs(args, kwargs)
+		}
+		return args, kwargs
+	}
 }
 
 // Globals returns the module value "http" holding the deterministic
@@ -233,7 +258,7 @@ func (m *Module) Globals() starlark.StringDict {
 	}
 }
 
-func (m *Module) fn(method string) func(ctx context.Context, c *sfrt.Call) (starlark.Value, error) {
+func (m *Module) fn(method string, redact func(starlark.Tuple, []starlark.Tuple) (starlark.Tuple, []starlark.Tuple)) func(ctx context.Context, c *sfrt.Call) (starlark.Value, error) {
 	return func(ctx context.Context, c *sfrt.Call) (starlark.Value, error) {
 		p, err := m.prepare(c, method)
 		if err != nil {
@@ -242,6 +267,13 @@ func (m *Module) fn(method string) func(ctx context.Context, c *sfrt.Call) (star
 				return nil, err
 			}
 			return nil, sfrt.Permanent("invalid_argument", err)
+		}
+		// Arguments too large for the journal: the call could not be
+		// recorded, so nothing is sent.
+		if size := argsJournalSize(redact(c.Args, c.Kwargs)); size > 0 {
+			f := tooLargeToSend(size)
+			f.Message = fmt.Sprintf("%s %s: %s", p.method, p.display, f.Message)
+			return nil, f
 		}
 		return m.do(ctx, c, p)
 	}
