@@ -442,7 +442,13 @@ func (e *exchange) response(resp *nethttp.Response, raw []byte) (starlark.Value,
 		if lk == "set-cookie" || lk == "set-cookie2" {
 			v = redacted
 		}
-		_ = headers.SetKey(starlark.String(lk), starlark.String(e.p.scrub.str(v)))
+		v = e.p.scrub.str(v)
+		// A server may echo a credential in a header's name too.
+		name := starlark.String(e.p.scrub.name(lk))
+		if prev, found, _ := headers.Get(name); found {
+			v = string(prev.(starlark.String)) + ", " + v // two names that scrub alike
+		}
+		_ = headers.SetKey(name, starlark.String(v))
 	}
 	body := string(e.p.scrub.bytes(raw))
 	// The parsed body is journaled as a reference to the body (see

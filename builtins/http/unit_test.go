@@ -88,4 +88,8 @@ func TestScrubber(t *testing.T) {
 	if got != want {
 		t.Fatalf("got  %s\nwant %s", got, want)
 	}
+	// Header names come canonicalized and are shown lower-cased.
+	if got := s.name("x-echo-s3cr3t+value/x"); got != "x-echo-<secret S>" {
+		t.Fatalf("header name scrubbed to %s", got)
+	}
 }
