@@ -118,6 +118,7 @@ func (m *Module) do(ctx context.Context, c *sfrt.Call, p *prepared) (starlark.Va
 	resp, err := e.send()
 	var f *sfrt.Error
 	if err != nil {
+		resp = nil // a refused redirect comes with the previous response, closed
 		if ctx.Err() != nil {
 			return nil, ctx.Err() // the run was stopped: not the call's outcome
 		}
@@ -340,6 +341,10 @@ func (e *redirectError) Error() string { return e.msg }
 // checkRedirect applies the guards to every redirect, and drops
 // credentials when a redirect leaves the host they were meant for.
 func (e *exchange) checkRedirect(req *nethttp.Request, via []*nethttp.Request) error {
+	if s := req.URL.Scheme; s != "http" && s != "https" {
+		// Not a connection failure to retry: the server sent us elsewhere.
+		return &redirectError{fmt.Sprintf("refusing to follow a redirect to a %s:// URL (%s): only http:// and https:// are followed", s, redactURL(req.URL.String()))}
+	}
 	if len(via) >= 10 {
 		return &redirectError{"stopped after 10 redirects"}
 	}
