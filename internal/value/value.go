@@ -15,6 +15,19 @@
 //	{"$time": "RFC 3339"}    time.time
 //	{"$duration": "1h2m"}    time.duration
 //	{"$secret": "NAME"}      secret reference (never its value)
+//	{"$json": "FIELD"}       the JSON-decoded value of sibling field FIELD
+//
+// The last tag stores a value once where a builtin returns both a text and
+// its parsed form (an http response's json beside its body): a JSONOf
+// field (see ParseJSONOf) is written as {"$json": "body"} when it is a
+// field of the same struct or string-keyed dict as "body", and that field
+// holds the very text it was parsed from, as valid UTF-8. Decode gives
+// the field FromJSON of its sibling's text: the same value the builtin
+// made, which is what scripts see, live or replayed. Anywhere else (a
+// list element, a sibling that differs) a JSONOf is written as its value.
+// "$json" is only valid as a field of an object whose named sibling is a
+// string; FromJSON must keep reading every text it once accepted, since
+// journals hold texts that it parses again.
 //
 // Numbers keep their kind: an integer is written without a fraction or
 // exponent (any size), a float always with one. Dicts keep their insertion
@@ -70,6 +83,45 @@ func (s Secret) AttrNames() []string { return []string{"name"} }
 // string (which would be journaled).
 func (s Secret) Binary(op syntax.Token, y starlark.Value, side starlark.Side) (starlark.Value, error) {
 	return nil, fmt.Errorf("%s cannot be combined with %s using %s: pass the secret itself where a builtin accepts it (for example as a header value)", s, y.Type(), op)
+}
+
+// JSONOf is the value of a field that holds the JSON-decoded form of a
+// sibling string field (an http response's json, parsed from its body).
+// It behaves as that value, which Value returns; Encode writes it as
+// {"$json": "<field>"}, so that the journal holds the text once. Scripts
+// never see a JSONOf: they see results decoded from the journal.
+type JSONOf struct {
+	field string
+	text  string
+	v     starlark.Value
+}
+
+var _ starlark.Value = JSONOf{}
+
+// ParseJSONOf parses text with FromJSON, as the value of a field whose
+// sibling field named field holds text.
+func ParseJSONOf(field, text string) (JSONOf, error) {
+	v, err := FromJSON([]byte(text))
+	if err != nil {
+		return JSONOf{}, err
+	}
+	return JSONOf{field: field, text: text, v: v}, nil
+}
+
+// Value returns the decoded value.
+func (j JSONOf) Value() starlark.Value { return j.v }
+
+func (j JSONOf) String() string        { return j.v.String() }
+func (j JSONOf) Type() string          { return j.v.Type() }
+func (j JSONOf) Freeze()               { j.v.Freeze() }
+func (j JSONOf) Truth() starlark.Bool  { return j.v.Truth() }
+func (j JSONOf) Hash() (uint32, error) { return j.v.Hash() }
+
+// refers reports whether j may be written as a reference to the field
+// named j.field of its object, whose value is sibling.
+func (j JSONOf) refers(self string, sibling starlark.Value) bool {
+	s, ok := sibling.(starlark.String)
+	return ok && self != j.field && len(s) == len(j.text) && string(s) == j.text && utf8.ValidString(j.text)
 }
 
 // Encode writes v in journal form, preserving dict order.
@@ -165,6 +217,9 @@ func (e *encoder) value(v starlark.Value, path string) error {
 		e.buf.WriteString(`{"$secret":`)
 		e.str(v.Name)
 		e.buf.WriteByte('}')
+	case JSONOf:
+		// Not a field beside its text (see object): the value itself.
+		return e.value(v.v, path)
 	default:
 		return fmt.Errorf("%s: a %s cannot be journaled (only None, bool, int, float, string, bytes, list, tuple, dict, set, struct, time, duration and secret values can)", path, v.Type())
 	}
@@ -280,7 +335,14 @@ func (e *encoder) object(keys []string, get func(string) starlark.Value, path st
 		}
 		e.str(k)
 		e.buf.WriteByte(':')
-		if err := e.value(get(k), fmt.Sprintf("%s[%q]", path, k)); err != nil {
+		v := get(k)
+		if j, ok := v.(JSONOf); ok && j.refers(k, get(j.field)) {
+			e.buf.WriteString(`{"$json":`)
+			e.str(j.field)
+			e.buf.WriteByte('}')
+			continue
+		}
+		if err := e.value(v, fmt.Sprintf("%s[%q]", path, k)); err != nil {
 			return err
 		}
 	}
@@ -294,6 +356,9 @@ func Decode(data []byte) (starlark.Value, error) {
 	v, err := d.value()
 	if err != nil {
 		return nil, err
+	}
+	if r, ok := v.(jsonRef); ok {
+		return nil, r.misplaced()
 	}
 	d.space()
 	if d.pos != len(d.data) {
@@ -422,6 +487,8 @@ func toJSON(buf *bytes.Buffer, v starlark.Value, path string, depth int) error {
 		writeStr(gotime.Duration(v).String())
 	case Secret:
 		writeStr(v.String())
+	case JSONOf:
+		return toJSON(buf, v.v, path, depth)
 	default:
 		return fmt.Errorf("%s: a %s cannot be represented in JSON", path, v.Type())
 	}
@@ -588,6 +655,9 @@ func (d *decoder) array() ([]starlark.Value, error) {
 		if err != nil {
 			return nil, err
 		}
+		if r, ok := v.(jsonRef); ok {
+			return nil, r.misplaced()
+		}
 		elems = append(elems, v)
 		d.space()
 		if d.pos >= len(d.data) {
@@ -614,6 +684,7 @@ func (d *decoder) object() (starlark.Value, error) {
 		return dict, nil
 	}
 	first := true
+	var refs []string // keys whose value is a $json reference
 	for {
 		d.space()
 		if d.pos >= len(d.data) || d.data[d.pos] != '"' {
@@ -636,6 +707,9 @@ func (d *decoder) object() (starlark.Value, error) {
 		if err != nil {
 			return nil, err
 		}
+		if _, ok := v.(jsonRef); ok {
+			refs = append(refs, k)
+		}
 		if err := dict.SetKey(starlark.String(k), v); err != nil {
 			return nil, err
 		}
@@ -648,6 +722,9 @@ func (d *decoder) object() (starlark.Value, error) {
 			d.pos++
 		case '}':
 			d.pos++
+			if err := resolveJSONRefs(dict, refs); err != nil {
+				return nil, d.errorf("%v", err)
+			}
 			return dict, nil
 		default:
 			return nil, d.errorf("expected , or } in object")
@@ -768,6 +845,10 @@ func (d *decoder) tagged1(tag string) (starlark.Value, error) {
 		var s string
 		s, err = strBody()
 		v = Secret{Name: s}
+	case "$json":
+		var s string
+		s, err = strBody()
+		v = jsonRef{field: s}
 	default:
 		return nil, d.errorf("unknown tag %q", tag)
 	}
@@ -780,6 +861,42 @@ func (d *decoder) tagged1(tag string) (starlark.Value, error) {
 	}
 	d.pos++
 	return v, nil
+}
+
+// jsonRef is a decoded {"$json": field}, until the object holding it is
+// complete and it is replaced by the value it refers to.
+type jsonRef struct{ field string }
+
+func (r jsonRef) String() string        { return `{"$json": ` + strconv.Quote(r.field) + `}` }
+func (r jsonRef) Type() string          { return "$json" }
+func (r jsonRef) Freeze()               {}
+func (r jsonRef) Truth() starlark.Bool  { return false }
+func (r jsonRef) Hash() (uint32, error) { return 0, fmt.Errorf("unhashable: $json") }
+
+func (r jsonRef) misplaced() error {
+	return fmt.Errorf("invalid journal value: %s is only valid as a field of an object", r)
+}
+
+// resolveJSONRefs replaces the $json references among dict's values (at
+// keys) by FromJSON of the sibling fields they name.
+func resolveJSONRefs(dict *starlark.Dict, keys []string) error {
+	for _, k := range keys {
+		v, _, _ := dict.Get(starlark.String(k))
+		ref := v.(jsonRef)
+		sib, found, _ := dict.Get(starlark.String(ref.field))
+		text, ok := sib.(starlark.String)
+		if !found || !ok {
+			return fmt.Errorf("field %q is %s, but the object has no string field %q", k, ref, ref.field)
+		}
+		dec, err := FromJSON([]byte(text))
+		if err != nil {
+			return fmt.Errorf("field %q is %s, but field %q does not hold JSON: %v", k, ref, ref.field, err)
+		}
+		if err := dict.SetKey(starlark.String(k), dec); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // SameJSON reports whether a and b are the same JSON value (object key
