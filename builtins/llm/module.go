@@ -33,8 +33,15 @@ type Options struct {
 	// connection pool sized for concurrent calls. Per-attempt timeouts come
 	// from the configuration, not from the client.
 	HTTPClient *http.Client
-	// Now is the clock for cooldowns, capacity windows and cache stamps;
-	// nil uses time.Now. (Circuit breakers always use the real clock.)
+	// Now is the clock for cooldowns, capacity windows, deadlines and
+	// cache stamps of calls made with Complete, and for Health; nil uses
+	// time.Now. Calls made by scripts use the runtime's clock
+	// (runtime.Call.Now) instead, so that the runtime's waits, skipped
+	// ones too, are seen by the cooldowns they wait for; a host that also
+	// uses Complete or Health should pass the runtime's clock here
+	// (Runtime.Now), as cmd/starflow does, so that all agree. Circuit
+	// breakers, per-request timeouts and latency measurements use real
+	// time, and so do the reset times providers send as dates.
 	Now func() time.Time
 	// Secrets resolves env(NAME) keys at request time; nil reads the
 	// environment. secret(NAME) keys resolve through the run's secret
@@ -147,7 +154,6 @@ func New(opts Options) (*Module, error) {
 		if err != nil {
 			return nil, fmt.Errorf("llm: provider %s: %w", p.Name, err)
 		}
-		c.Now = m.now
 		w := wrap(p, c)
 		clients[k] = w
 		return w, nil
