@@ -489,7 +489,7 @@ func (m *Module) rounds(cc *callCtx) (*Result, *routeFailure, *roundWait) {
 				if cc.over() {
 					break chain
 				}
-				mb, skips := t.pick(cc.now(), cc.estIn, tried)
+				mb, resv, skips := t.pick(cc.now(), cc.estIn, cc.estCall, tried)
 				for _, s := range skips {
 					tr.skip(ti+1, s)
 					if s.context {
@@ -505,6 +505,7 @@ func (m *Module) rounds(cc *callCtx) (*Result, *routeFailure, *roundWait) {
 				tried = append(tried, mb)
 				key, kerr := m.resolveKey(mb.prov, env)
 				if kerr != nil {
+					resv.release()
 					why := "no key: " + kerr.Error()
 					tr.skip(ti+1, skip{m: mb, why: why})
 					fl.add(mb.describe(), why, string(provider.ClassAuth))
@@ -514,6 +515,7 @@ func (m *Module) rounds(cc *callCtx) (*Result, *routeFailure, *roundWait) {
 				}
 				done, berr := mb.st.breaker.Allow()
 				if berr != nil {
+					resv.release()
 					tr.skip(ti+1, skip{m: mb, why: "circuit half-open: a probe is in flight"})
 					otherSkips++
 					continue
@@ -698,7 +700,10 @@ func (m *Module) attempt(cc *callCtx, mb *member, key string, tierN, round int, 
 	var usage provider.Usage
 	for repair := 0; ; repair++ {
 		cc.st.N++
-		mb.st.begin(cc.now(), cc.estCall)
+		if repair > 0 {
+			// The first request was reserved when the deployment was picked.
+			mb.st.begin(cc.now(), cc.estCall)
+		}
 		// The attempt's timeout, cut to what is left of the call's
 		// deadline, runs in real time (the network's).
 		limit, cut := timeout, false
@@ -722,7 +727,7 @@ func (m *Module) attempt(cc *callCtx, mb *member, key string, tierN, round int, 
 			}
 			pe.Message = provider.Scrub(pe.Message, append(env.keys, key)...)
 			now := cc.now()
-			mb.st.capacity(now, pe.RateLimit)
+			mb.st.capacity(now, pe.RateLimit, pe.RetryAfter, m.cfg.Health.RateLimitCooldown)
 			callDeadline := pe.Class == provider.ClassTimeout && cut
 			if callDeadline {
 				cc.expired = true // the call's deadline, not the deployment, cut it short
@@ -745,7 +750,7 @@ func (m *Module) attempt(cc *callCtx, mb *member, key string, tierN, round int, 
 			return nil, &attemptError{class: string(pe.Class), perr: pe}
 		}
 		now := cc.now()
-		mb.st.capacity(now, resp.RateLimit)
+		mb.st.capacity(now, resp.RateLimit, 0, m.cfg.Health.RateLimitCooldown)
 		mb.st.success(now, lat, resp.Usage)
 		usage.InputTokens += resp.Usage.InputTokens
 		usage.OutputTokens += resp.Usage.OutputTokens

@@ -274,8 +274,30 @@ func (m *Module) Aliases() []string {
 
 // pick chooses the next member of the tier to try, skipping those already
 // tried in this round and those that cannot take a call now (whose
-// reasons it reports).
-func (t *tier) pick(now time.Time, est int, tried []*member) (*member, []skip) {
+// reasons it reports), and reserves the request on the member's budgets
+// (see state.reserve). est is the prompt's estimated tokens, estCall the
+// request's with its answer.
+func (t *tier) pick(now time.Time, est, estCall int, tried []*member) (*member, reservation, []skip) {
+	mb, skips := t.choose(now, est, tried)
+	var lost []*member
+	for mb != nil {
+		why, r := mb.st.reserve(now, est, estCall, mb.cfg)
+		if why == "" {
+			return mb, r, skips
+		}
+		// Another call took the last of its budget since choose looked.
+		skips = append(skips, skip{mb, why, false})
+		if lost == nil {
+			lost = append(make([]*member, 0, len(tried)+len(t.members)), tried...)
+		}
+		lost = append(lost, mb)
+		mb, _ = t.choose(now, est, lost)
+	}
+	return nil, reservation{}, skips
+}
+
+// choose is pick's choice, before the reservation.
+func (t *tier) choose(now time.Time, est int, tried []*member) (*member, []skip) {
 	var skips []skip
 	var availBuf [16]int
 	avail := availBuf[:0]
