@@ -711,9 +711,9 @@ func (m *Module) attempt(cc *callCtx, mb *member, key string, tierN, round int, 
 			limit, cut = max(left, 0), true
 		}
 		actx, cancel := context.WithTimeout(cc.Context, limit)
-		t0 := time.Now()
+		t0 := m.latency()
 		resp, err := mb.client.Complete(actx, preq, key)
-		lat := time.Since(t0)
+		lat := m.latency().Sub(t0)
 		cancel()
 		rec := attemptRecord{N: cc.st.N, Round: round, Tier: tierN, Alias: mb.tierAlias().cfg.Name, Deployment: mb.cfg.Name, Provider: mb.cfg.Provider,
 			Model: mb.cfg.Model, LatencyMS: lat.Milliseconds(), Repair: repair}

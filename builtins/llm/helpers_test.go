@@ -63,7 +63,9 @@ func parse(t testing.TB, format string, args ...any) *llm.Config {
 }
 
 // harness is a runtime with the llm module over a real Badger store. The
-// module's clock is the runtime's (as cmd/starflow wires it).
+// module's clock is the runtime's (as cmd/starflow wires it), and the
+// runtime skips waits (SkipWaits) by moving that clock, so no test waits
+// for a backoff or a cooldown for real.
 type harness struct {
 	t     testing.TB
 	dir   string
@@ -88,7 +90,7 @@ func newHarness(t testing.TB, cfg *llm.Config, mods ...any) *harness {
 	t.Cleanup(func() { s.Close() })
 	log := zerolog.New(h.logs)
 	opts := llm.Options{Config: cfg, KV: s, Logger: log, Secrets: secrets, Now: func() time.Time { return h.rt.Now() }}
-	ropts := runtime.Options{Globals: builtins.Globals(), Logger: log, Secrets: secrets}
+	ropts := runtime.Options{Globals: builtins.Globals(), Logger: log, Secrets: secrets, SkipWaits: true}
 	for _, m := range mods {
 		switch m := m.(type) {
 		case func(*llm.Options):

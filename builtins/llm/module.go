@@ -43,6 +43,12 @@ type Options struct {
 	// breakers, per-request timeouts and latency measurements use real
 	// time, and so do the reset times providers send as dates.
 	Now func() time.Time
+	// LatencyClock is the clock provider requests are timed with, for the
+	// latency strategy and latency_ms; nil uses time.Now, whose readings
+	// carry the monotonic clock. Tests pass a clock that their servers
+	// advance, so that a deployment's latency does not depend on how busy
+	// the machine is.
+	LatencyClock func() time.Time
 	// Secrets resolves env(NAME) keys at request time; nil reads the
 	// environment. secret(NAME) keys resolve through the run's secret
 	// resolver inside a run, and through Secrets outside one.
@@ -61,6 +67,7 @@ type Module struct {
 	kv      journal.KV
 	log     zerolog.Logger
 	now     func() time.Time
+	latency func() time.Time // times provider requests
 	secrets func(string) (string, error)
 
 	aliases map[string]*alias
@@ -112,6 +119,10 @@ func New(opts Options) (*Module, error) {
 		aliases: map[string]*alias{}, states: map[string]*state{}, schemas: map[string]*compiledSchema{}}
 	if m.now == nil {
 		m.now = time.Now
+	}
+	m.latency = opts.LatencyClock
+	if m.latency == nil {
+		m.latency = time.Now
 	}
 	if m.secrets == nil {
 		m.secrets = runtime.EnvSecrets
