@@ -261,14 +261,17 @@ func (f *failures) add(name, msg, class string) {
 	f.N++
 }
 
-func (f *failures) summary() string {
+func (f *failures) summary() string { return f.summaryUpTo(1500) }
+
+// summaryUpTo is the summary, cut after about limit bytes.
+func (f *failures) summaryUpTo(limit int) string {
 	var b strings.Builder
 	for i, n := range f.Order {
 		if i > 0 {
 			b.WriteString("; ")
 		}
-		b.WriteString(n + ": " + f.Last[n])
-		if b.Len() > 1500 {
+		b.WriteString(truncateText(n+": "+f.Last[n], limit))
+		if b.Len() > limit {
 			b.WriteString("; …")
 			break
 		}
@@ -602,7 +605,7 @@ func (m *Module) rounds(cc *callCtx) (*Result, *routeFailure, *roundWait) {
 		tr.wait(waitRecord{AfterRound: round, WaitMS: wait.Milliseconds(), Reason: reason})
 		env.log.Debug().Str("model", a.cfg.Name).Int("round", round).Dur("wait", wait).Msg("llm: waiting before the next round")
 		return nil, nil, &roundWait{d: wait, reason: reason, err: &runtime.Error{Kind: fl.kind(), Retryable: true,
-			Message: fmt.Sprintf("llm: model %q: round %d: no deployment answered (%d attempts so far): %s; next round %s", a.cfg.Name, round, st.N, fl.summary(), reasonText(reason))}}
+			Message: fmt.Sprintf("llm: model %q: round %d: no deployment answered (%d attempts so far): %s; next round %s", a.cfg.Name, round, st.N, fl.summaryUpTo(400), reasonText(reason))}}
 	}
 	if cc.Err() == nil && (cc.expired || !cc.now().Before(cc.deadline)) {
 		summary := fl.summary()

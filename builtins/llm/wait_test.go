@@ -153,3 +153,45 @@ func TestDrainEndsAWaitBetweenRounds(t *testing.T) {
 		t.Fatalf("%d requests", srv.Calls())
 	}
 }
+
+// However many rounds a call makes, its detail (and the state it carries
+// from round to round) stays bounded: the first attempts and the latest
+// are kept, and the rest counted.
+func TestLongCallsKeepABoundedTrace(t *testing.T) {
+	srv := llmtest.New(t, llmtest.OpenAI, "p", "")
+	srv.Handle(func(*llmtest.Request) llmtest.Reply { return llmtest.Reply{Fault: llmtest.Unavailable} })
+	h := newHarness(t, parse(t, `
+providers:
+  p: {type: openai, base_url: %s}
+health: {min_requests: 100000}
+models:
+  default:
+    retry: {max_attempts: 20, initial: 1ms, max_interval: 1ms, jitter: 0}
+    deployments:
+      - {provider: p, model: m1}
+      - {provider: p, model: m2}
+      - {provider: p, model: m3}
+      - {provider: p, model: m4}
+      - {provider: p, model: m5}
+      - {provider: p, model: m6}
+`, srv.URL()))
+	kind, _ := h.fails(`llm("hello")`)
+	if kind != "unavailable" || srv.Calls() != 120 {
+		t.Fatalf("kind %q after %d requests, want unavailable after 20 rounds of 6", kind, srv.Calls())
+	}
+	d := h.details("run-1")[0]
+	at := attemptsOf(d)
+	if len(at) != 100 || num(d["attempts_omitted"]) != 20 {
+		t.Fatalf("%d attempts kept, %v omitted; want 100 and 20", len(at), d["attempts_omitted"])
+	}
+	if num(at[0]["n"]) != 1 || num(at[9]["n"]) != 10 || num(at[10]["n"]) != 31 || num(at[99]["n"]) != 120 || num(at[99]["round"]) != 20 {
+		t.Fatalf("kept attempts %v %v %v %v: want the first 10 and the latest 90", at[0]["n"], at[9]["n"], at[10]["n"], at[99]["n"])
+	}
+	if waits, _ := d["waits"].([]any); len(waits) != 19 {
+		t.Fatalf("%d waits", len(waits))
+	}
+	cc := runtest.Completions(t, h.store, "run-1")[0]
+	if len(cc.Attempts) != 20 || len(cc.Attempts[0].Error) > 1000 {
+		t.Fatalf("%d journaled rounds; the first's error is %d bytes", len(cc.Attempts), len(cc.Attempts[0].Error))
+	}
+}
