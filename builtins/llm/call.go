@@ -389,14 +389,18 @@ func (cc *callCtx) idempotent(m *Module) *Result {
 func (cc *callCtx) end(err error) error {
 	tr := &cc.st.Trace
 	tr.TotalMS = cc.now().Sub(cc.started).Milliseconds()
-	var retry *runtime.Retry
-	if err != nil && tr.Outcome == "" && !errors.As(err, &retry) {
+	if err == nil {
+		return nil
+	}
+	if tr.Outcome == "" && !isRetry(err) {
 		tr.Outcome = "error"
 	}
-	if err != nil {
-		err = scrubError(err, cc.env.keys)
-	}
-	return err
+	return scrubError(err, cc.env.keys)
+}
+
+func isRetry(err error) bool {
+	var retry *runtime.Retry
+	return errors.As(err, &retry)
 }
 
 // finish turns how routing ended into the call's answer: the answer, a
