@@ -32,7 +32,7 @@ type Request struct {
 	// retried with the validation error fed back.
 	Schema   map[string]any
 	Timeout  time.Duration // per attempt; 0: the configured timeout
-	Deadline time.Time     // for the whole call; zero: now + the alias's deadline
+	Deadline time.Time     // for the whole call; zero: the call's start + the alias's deadline
 	Key      string        // idempotency key; inside a run, Call.Key ("<run-id>/<step>")
 }
 
