@@ -302,7 +302,16 @@ func (m *Main) open(c *common, command string, opts runtime.Options) (*env, int)
 		fmt.Fprintln(m.Stderr, "starflow:", err)
 		return nil, ExitUsage
 	}
-	llmMod, code := m.llmModule(c, store, log, inj)
+	// The llm module's clock is the runtime's (built below): one clock for
+	// the runtime's waits and the deployments' cooldowns, also when
+	// starflow test skips waits by moving it.
+	var rt *runtime.Runtime
+	llmMod, code := m.llmModule(c, store, log, inj, func() time.Time {
+		if rt == nil {
+			return time.Now()
+		}
+		return rt.Now()
+	})
 	if llmMod == nil {
 		store.Close()
 		return nil, code
@@ -324,7 +333,7 @@ func (m *Main) open(c *common, command string, opts runtime.Options) (*env, int)
 	}
 	opts.Globals = globals
 	opts.Logger = log
-	rt, err := runtime.New(store, opts)
+	rt, err = runtime.New(store, opts)
 	if err != nil {
 		store.Close()
 		fmt.Fprintln(m.Stderr, "starflow:", err)
@@ -381,7 +390,7 @@ func (m *Main) injector(c *common, log zerolog.Logger) (*chaos.Injector, int) {
 
 // llmModule builds the llm builtin from --llm-config, $STARFLOW_LLM_CONFIG,
 // or the environment's API keys.
-func (m *Main) llmModule(c *common, store *badgerstore.Store, log zerolog.Logger, inj *chaos.Injector) (*llm.Module, int) {
+func (m *Main) llmModule(c *common, store *badgerstore.Store, log zerolog.Logger, inj *chaos.Injector, now func() time.Time) (*llm.Module, int) {
 	path := m.llmConfigPath(c)
 	var cfg *llm.Config
 	if path != "" {
@@ -393,7 +402,7 @@ func (m *Main) llmModule(c *common, store *badgerstore.Store, log zerolog.Logger
 	} else {
 		cfg = llm.DefaultConfig(m.Getenv)
 	}
-	mod, err := llm.New(llm.Options{Config: cfg, KV: store, Logger: log, HTTPClient: inj.LLMClient(nil), WrapProvider: inj.WrapLLMProvider, Secrets: func(name string) (string, error) {
+	mod, err := llm.New(llm.Options{Config: cfg, KV: store, Logger: log, Now: now, HTTPClient: inj.LLMClient(nil), WrapProvider: inj.WrapLLMProvider, Secrets: func(name string) (string, error) {
 		if v := m.Getenv(name); v != "" {
 			return v, nil
 		}
