@@ -147,6 +147,7 @@ type common struct {
 	chaos          string
 	chaosSeed      int64
 	chaosSeedSet   bool
+	secrets        listFlag
 }
 
 func (c *common) register(fs *flag.FlagSet) {
@@ -164,6 +165,7 @@ func (c *common) register(fs *flag.FlagSet) {
 		c.chaosSeed, c.chaosSeedSet = n, true
 		return nil
 	})
+	fs.Var(&c.secrets, "secret", "a secret scripts may use with secret(\"NAME\"), read from the environment variable NAME (repeatable; also secrets: in the configuration file; undeclared names are refused)")
 	fs.StringVar(&c.llmConfig, "llm-config", "", "llm providers and model aliases, YAML (spec/config.md; default $STARFLOW_LLM_CONFIG, else from OPENAI_API_KEY, ANTHROPIC_API_KEY, GEMINI_API_KEY, else the offline fake)")
 }
 
@@ -307,6 +309,20 @@ func (m *Main) open(c *common, command string, opts runtime.Options) (*env, int)
 		store.Close()
 		return nil, code
 	}
+	for _, n := range c.secrets {
+		if err := checkSecretName(n); err != nil {
+			store.Close()
+			fmt.Fprintln(m.Stderr, "starflow: --secret:", err)
+			return nil, ExitUsage
+		}
+	}
+	set, err := m.settings(c)
+	if err != nil {
+		store.Close()
+		fmt.Fprintln(m.Stderr, "starflow: configuration:", err)
+		return nil, ExitUsage
+	}
+	opts.CheckSecret = secretCheck(declaredSecrets(c.secrets, set.Secrets, llmMod.Config()))
 	standard := builtins.Standard()
 	if m.test != nil {
 		standard = builtins.Reproducible()

@@ -504,6 +504,9 @@ func (t *tester) child(name, crash string, resume bool) (*childOutcome, error) {
 	for _, h := range t.common.allowHosts {
 		args = append(args, "--http-allow-host", h)
 	}
+	for _, n := range t.common.secrets {
+		args = append(args, "--secret", n)
+	}
 	if t.common.chaos != "" {
 		args = append(args, "--chaos", t.common.chaos, "--chaos-seed", strconv.FormatInt(t.chaosSeed, 10))
 	}
