@@ -323,6 +323,9 @@ func (m *Main) open(c *common, command string, opts runtime.Options) (*env, int)
 		return nil, ExitUsage
 	}
 	opts.CheckSecret = secretCheck(declaredSecrets(c.secrets, set.Secrets, llmMod.Config()))
+	if opts.Secrets == nil {
+		opts.Secrets = m.envSecret
+	}
 	standard := builtins.Standard()
 	if m.test != nil {
 		standard = builtins.Reproducible()
@@ -409,17 +412,20 @@ func (m *Main) llmModule(c *common, store *badgerstore.Store, log zerolog.Logger
 	} else {
 		cfg = llm.DefaultConfig(m.Getenv)
 	}
-	mod, err := llm.New(llm.Options{Config: cfg, KV: store, Logger: log, HTTPClient: inj.LLMClient(nil), WrapProvider: inj.WrapLLMProvider, Secrets: func(name string) (string, error) {
-		if v := m.Getenv(name); v != "" {
-			return v, nil
-		}
-		return "", fmt.Errorf("environment variable %s is not set", name)
-	}})
+	mod, err := llm.New(llm.Options{Config: cfg, KV: store, Logger: log, HTTPClient: inj.LLMClient(nil), WrapProvider: inj.WrapLLMProvider, Secrets: m.envSecret})
 	if err != nil {
 		fmt.Fprintln(m.Stderr, "starflow:", err)
 		return nil, ExitUsage
 	}
 	return mod, 0
+}
+
+// envSecret resolves a secret, or an llm key, from the environment.
+func (m *Main) envSecret(name string) (string, error) {
+	if v := m.Getenv(name); v != "" {
+		return v, nil
+	}
+	return "", fmt.Errorf("environment variable %s is not set", name)
 }
 
 // exitForError maps an error from the runtime or the store to an exit code
