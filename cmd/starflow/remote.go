@@ -36,7 +36,7 @@ func (m *Main) remoteExit(err error) int {
 			return ExitDiverged
 		}
 		switch ae.Status {
-		case http.StatusBadRequest, http.StatusNotFound, http.StatusConflict, http.StatusUnprocessableEntity, http.StatusRequestEntityTooLarge:
+		case http.StatusBadRequest, http.StatusForbidden, http.StatusNotFound, http.StatusConflict, http.StatusUnprocessableEntity, http.StatusRequestEntityTooLarge:
 			return ExitUsage
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -118,6 +119,24 @@ func (m *Main) runRemote(ctx context.Context, cl *server.Client, maxWait time.Du
 	}
 	req.Wait = "1m"
 	r, err := cl.Start(ctx, req)
+	var ae *server.APIError
+	if errors.As(err, &ae) && ae.Code == "inline_source_disabled" {
+		// The server runs only script files in its script directory: name
+		// the file instead (this process and the server share a machine:
+		// the store's owner file told us where it listens).
+		abs, aerr := filepath.Abs(req.Entry)
+		if aerr != nil {
+			return m.remoteExit(err)
+		}
+		req.Script, req.Entry, req.Sources = abs, "", nil
+		if r, err = cl.Start(ctx, req); err != nil {
+			if errors.As(err, &ae) && ae.Code == "invalid_request" && strings.Contains(ae.Message, "outside the server's script directory") {
+				fmt.Fprintf(m.Stderr, "starflow: the server at %s runs only scripts in its script directory (starflow serve --scripts), and %s is not in it; move the script there, or start the server with --allow-inline-source\n", cl.BaseURL, abs)
+				return ExitUsage
+			}
+			return m.remoteExit(err)
+		}
+	}
 	if err != nil {
 		return m.remoteExit(err)
 	}
