@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/starflow/starflow/internal/errtext"
 	"github.com/starflow/starflow/internal/view"
 	"github.com/starflow/starflow/journal"
 	"github.com/starflow/starflow/runtime"
@@ -171,8 +172,9 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.Is(err, runtime.ErrBusy):
 		ae = apiErr(http.StatusConflict, "conflict", "%s", err.Error())
 	default:
-		s.log.Error().Err(err).Str("path", r.URL.Path).Msg("request failed")
-		ae = apiErr(http.StatusInternalServerError, "internal", "%s", err.Error())
+		msg := errtext.Of(err) // no dumps of journal data (some store errors carry them)
+		s.log.Error().Str("error", msg).Str("path", r.URL.Path).Msg("request failed")
+		ae = apiErr(http.StatusInternalServerError, "internal", "%s", msg)
 	}
 	writeJSON(w, ae.Status, ErrorBody{Error: *ae})
 }
@@ -235,6 +237,9 @@ func (s *Server) startRun(w http.ResponseWriter, r *http.Request) (any, int, err
 	var req StartRequest
 	if err := s.decode(w, r, &req); err != nil {
 		return nil, 0, err
+	}
+	if len(req.Input) > MaxInputBytes {
+		return nil, 0, apiErr(http.StatusRequestEntityTooLarge, "too_large", "the input is %d bytes, over the limit of %d bytes (%s) on run inputs; pass large data by reference (a path or URL the script reads)", len(req.Input), MaxInputBytes, sizeString(MaxInputBytes))
 	}
 	sr := runtime.StartRequest{ID: req.ID, Input: req.Input, Durability: req.Durability}
 	if req.Limits != nil {

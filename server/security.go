@@ -358,3 +358,9 @@ func sizeString(n int64) string {
 	}
 	return fmt.Sprintf("%d bytes", n)
 }
+
+// MaxInputBytes bounds a run's input, also for the CLI (--input): it
+// leaves the journal record that holds it (at most journal.MaxRecordBytes,
+// with the script's manifest) room to spare. Large data is better passed
+// by reference.
+const MaxInputBytes = 8 << 20

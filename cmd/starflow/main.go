@@ -33,6 +33,7 @@ import (
 	sfhttp "github.com/starflow/starflow/builtins/http"
 	"github.com/starflow/starflow/builtins/llm"
 	"github.com/starflow/starflow/chaos"
+	"github.com/starflow/starflow/internal/errtext"
 	"github.com/starflow/starflow/journal"
 	"github.com/starflow/starflow/journal/badgerstore"
 	"github.com/starflow/starflow/runtime"
@@ -286,7 +287,7 @@ func (m *Main) open(c *common, command string, opts runtime.Options) (*env, int)
 			m.lastLocked = le // a server owns the store: the caller may use its API
 			return nil, ExitStore
 		}
-		fmt.Fprintln(m.Stderr, "starflow:", err)
+		fmt.Fprintln(m.Stderr, "starflow:", errtext.Of(err))
 		return nil, ExitStore
 	}
 	inj, code := m.injector(c, log)
@@ -431,7 +432,7 @@ func (m *Main) envSecret(name string) (string, error) {
 // exitForError maps an error from the runtime or the store to an exit code
 // and prints it.
 func (m *Main) exitForError(err error) int {
-	fmt.Fprintln(m.Stderr, "starflow:", err)
+	fmt.Fprintln(m.Stderr, "starflow:", errtext.Of(err))
 	var le *journal.LockedError
 	switch {
 	case errors.Is(err, runtime.ErrInvalid):

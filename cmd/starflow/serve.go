@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/starflow/starflow/internal/errtext"
 	"github.com/starflow/starflow/journal"
 	"github.com/starflow/starflow/runtime"
 	"github.com/starflow/starflow/server"
@@ -85,11 +86,11 @@ func (m *Main) cmdServe(ctx context.Context, args []string) int {
 	}
 	// Other starflow commands find the API through the store's owner file.
 	if err := e.store.SetAddr("starflow serve", srv.Addr()); err != nil {
-		fmt.Fprintln(m.Stderr, "starflow serve:", err)
+		fmt.Fprintln(m.Stderr, "starflow serve:", errtext.Of(err))
 		return ExitStore
 	}
 	if err := srv.Serve(ctx); err != nil {
-		fmt.Fprintln(m.Stderr, "starflow serve:", err)
+		fmt.Fprintln(m.Stderr, "starflow serve:", errtext.Of(err))
 		return ExitStore
 	}
 	return ExitOK

@@ -22,6 +22,7 @@ import (
 	"go.starlark.net/starlark"
 
 	"github.com/starflow/starflow/chaos"
+	"github.com/starflow/starflow/internal/errtext"
 	"github.com/starflow/starflow/internal/value"
 	"github.com/starflow/starflow/journal"
 	"github.com/starflow/starflow/journal/badgerstore"
@@ -211,7 +212,7 @@ func (m *Main) cmdTestChild(ctx context.Context, args []string) int {
 		}
 	}
 	if err != nil {
-		fmt.Fprintln(m.Stderr, "starflow test:", err)
+		fmt.Fprintln(m.Stderr, "starflow test:", errtext.Of(err))
 		return ExitFailed
 	}
 	res := childOutcome{Status: out.Status, Result: out.Result, Error: out.Error}
