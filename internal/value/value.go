@@ -31,6 +31,7 @@ import (
 	"fmt"
 	"math"
 	"math/big"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -506,6 +507,10 @@ func (d *decoder) literal(word string, v starlark.Value) (starlark.Value, error)
 	return v, nil
 }
 
+// jsonNumber is the grammar of a JSON number (RFC 8259, section 6);
+// strconv alone also takes "1.", ".5" and "01.5".
+var jsonNumber = regexp.MustCompile(`^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?$`)
+
 func (d *decoder) number() (starlark.Value, error) {
 	start := d.pos
 	isFloat := false
@@ -526,13 +531,13 @@ func (d *decoder) number() (starlark.Value, error) {
 	}
 done:
 	lit := string(d.data[start:d.pos])
-	if d.pos == digits {
+	if d.pos == digits || !jsonNumber.MatchString(lit) {
 		return nil, d.errorf("invalid number %q", lit)
 	}
 	if isFloat {
 		f, err := strconv.ParseFloat(lit, 64)
 		if err != nil {
-			return nil, d.errorf("invalid number %q", lit)
+			return nil, d.errorf("number %s is out of the range of a float", lit)
 		}
 		return starlark.Float(f), nil
 	}
