@@ -49,6 +49,9 @@ func (s *Server) secure(next http.Handler) http.Handler {
 			s.refuse(w, r, s.hostError(r.Host))
 			return
 		}
+		if len(s.opts.AllowedOrigins) > 0 {
+			w.Header().Add("Vary", "Origin") // answers differ by origin
+		}
 		origins := r.Header.Values("Origin")
 		cors := false
 		if len(origins) > 0 {
@@ -62,7 +65,6 @@ func (s *Server) secure(next http.Handler) http.Handler {
 			case configured:
 				cors = true
 				w.Header().Set("Access-Control-Allow-Origin", o)
-				w.Header().Add("Vary", "Origin")
 			}
 		}
 		if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {

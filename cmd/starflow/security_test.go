@@ -29,6 +29,7 @@ type serveProcess struct {
 	client *server.Client
 	addr   string
 	dir    string // its working directory: its script directory
+	db     string
 	log    *runtest.LogBuffer
 }
 
@@ -37,7 +38,7 @@ type serveProcess struct {
 func startServeProcess(t *testing.T, env []string, args ...string) *serveProcess {
 	t.Helper()
 	db := filepath.Join(t.TempDir(), "db")
-	p := &serveProcess{log: &runtest.LogBuffer{}}
+	p := &serveProcess{log: &runtest.LogBuffer{}, db: db}
 	p.cmd = exec.Command(os.Args[0], append([]string{"serve", "--addr", "127.0.0.1:0", "--db", db, "--log-format", "json", "--log-level", "warn"}, args...)...)
 	p.cmd.Env = append(append(os.Environ(), "STARFLOW_TEST_MAIN=1"), env...)
 	p.dir = t.TempDir()
@@ -246,5 +247,27 @@ func TestLLMProviderKeysNeedNoDeclaration(t *testing.T) {
 	code, stdout, stderr := run("run", steal, "--llm-config", cfg("env(LLM_ENV_KEY)"), "--id", "s")
 	if code != ExitOK || strings.TrimSpace(stdout) != `"secret"` || len(rcv.got()) != 2 {
 		t.Fatalf("a script reading the llm's env key: exit %d %s %s", code, stdout, stderr)
+	}
+}
+
+// starflow run, while a server that runs no code from requests owns the
+// store, names the script file instead of sending it: a script in the
+// server's directory runs there; one outside it is refused with what to do.
+func TestCLIRunThroughServerWithoutInlineCode(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a real server")
+	}
+	srv := startServeProcess(t, nil)
+	inside := filepath.Join(srv.dir, "in.star")
+	os.WriteFile(inside, []byte("def main(input):\n    return input * 2\n"), 0o644)
+	outside := filepath.Join(t.TempDir(), "out.star")
+	os.WriteFile(outside, []byte("def main(input):\n    return 1\n"), 0o644)
+	code, stdout, stderr := runWith(t, t.TempDir(), nil, nil, "run", inside, "--db", srv.db, "--input", "21")
+	if code != ExitOK || strings.TrimSpace(stdout) != "42" || !strings.Contains(stderr, "is executing in the server") {
+		t.Fatalf("script in the server's directory: exit %d, %s %s", code, stdout, stderr)
+	}
+	code, _, stderr = runWith(t, t.TempDir(), nil, nil, "run", outside, "--db", srv.db)
+	if code != ExitUsage || !strings.Contains(stderr, "runs only scripts in its script directory (starflow serve --scripts)") || !strings.Contains(stderr, "--allow-inline-source") {
+		t.Fatalf("script elsewhere: exit %d, %s", code, stderr)
 	}
 }
