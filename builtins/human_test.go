@@ -16,8 +16,11 @@ import (
 var bg = context.Background()
 
 func send(e *runtest.Env, id, kind, name, val string) (bool, error) {
-	_, wake, err := e.RT.Send(bg, id, journal.Message{Kind: kind, Name: name, Value: json.RawMessage(val), From: "test"})
-	return wake, err
+	d, err := e.RT.Send(bg, id, journal.Message{Kind: kind, Name: name, Value: json.RawMessage(val), From: "test"})
+	if err != nil {
+		return false, err
+	}
+	return d.Ends, nil
 }
 
 func TestAskHumanWaitsAndResumesWithTheAnswer(t *testing.T) {

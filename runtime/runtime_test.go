@@ -430,9 +430,13 @@ func TestDurabilityModes(t *testing.T) {
 		t.Run(string(mode), func(t *testing.T) {
 			var e *runtest.Env
 			seen := -1
+			var last journal.Type
 			probe := sfrt.Func("probe", func(ctx context.Context, c *sfrt.Call) (any, error) {
 				recs, err := e.Store.Records(ctx, c.RunID, 1)
 				seen = len(recs)
+				if seen > 0 {
+					last = recs[seen-1].Type
+				}
 				return len(recs), err
 			})
 			e = newEnv(t, func(o *sfrt.Options) { o.Builtins = append(o.Builtins, probe) })
@@ -442,9 +446,15 @@ func TestDurabilityModes(t *testing.T) {
 				t.Fatal(err)
 			}
 			runtest.MustResult(t, out, fmt.Sprint(seen))
-			want := map[journal.Durability]int{journal.DurabilitySync: 5, journal.DurabilityAsync: 5, journal.DurabilityExit: 1}[mode]
+			// run.started, then started+completed for two bumps, and the
+			// probe's own call.started: an effectful call is journaled as
+			// in flight before it runs. Exit mode keeps all in memory.
+			want := map[journal.Durability]int{journal.DurabilitySync: 6, journal.DurabilityAsync: 6, journal.DurabilityExit: 1}[mode]
 			if seen != want {
 				t.Fatalf("records visible during the third call: %d, want %d", seen, want)
+			}
+			if mode != journal.DurabilityExit && last != journal.TypeCallStarted {
+				t.Fatalf("the last record visible during the call is %s, want call.started", last)
 			}
 			if n := len(e.Records("d")); n != 8 {
 				t.Fatalf("final journal has %d records, want 8", n)

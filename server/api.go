@@ -129,6 +129,7 @@ func (s *Server) Handler() http.Handler {
 	handle("POST /v1/runs/{id}/signals/{name}", s.signal)
 	handle("POST /v1/runs/{id}/cancel", s.cancel)
 	handle("POST /v1/runs/{id}/resume", s.resume)
+	handle("POST /v1/runs/{id}/retry", s.retry)
 	handle("POST /v1/runs/{id}/check", s.check)
 	handle("POST /v1/runs/{id}/migrate", s.migrate)
 	handle("POST /v1/runs/{id}/fork", s.fork)
@@ -296,7 +297,10 @@ func (s *Server) startRun(w http.ResponseWriter, r *http.Request) (any, int, err
 	// A new or interrupted run executes now; a waiting one goes on when its
 	// timer, answer or signal comes, not because it was started again.
 	if out.Status == journal.StatusRunning {
-		ch := s.watch.watch(out.ID)
+		var ch chan struct{}
+		if wait > 0 {
+			ch = s.watch.watch(out.ID)
+		}
 		s.enqueue(out.ID)
 		if wait > 0 {
 			s.waitFor(r.Context(), out.ID, ch, wait, journal.StatusRunning)
@@ -315,10 +319,12 @@ func (s *Server) startRun(w http.ResponseWriter, r *http.Request) (any, int, err
 }
 
 // waitFor waits until the run's status is no longer while (and it is not
-// queued or executing), or the wait is over.
+// queued or executing), or the wait is over. ch is a channel from watch;
+// waitFor removes what it watched when it returns.
 func (s *Server) waitFor(ctx context.Context, id string, ch chan struct{}, wait time.Duration, while journal.Status) {
 	deadline := time.NewTimer(wait)
 	defer deadline.Stop()
+	defer func() { s.watch.unwatch(id, ch) }()
 	for {
 		select {
 		case <-ch:
@@ -355,13 +361,20 @@ func (s *Server) waitRun(w http.ResponseWriter, r *http.Request) (any, int, erro
 			return nil, 0, apiErr(http.StatusBadRequest, "invalid_request", "%v", err)
 		}
 	}
+	if _, err := s.store.Run(r.Context(), id); err != nil {
+		return nil, 0, err // no watcher for a run that does not exist
+	}
+	// Watch, then look: a change after the look closes the channel.
 	ch := s.watch.watch(id)
 	meta, err := s.store.Run(r.Context(), id)
 	if err != nil {
+		s.watch.unwatch(id, ch)
 		return nil, 0, err
 	}
 	if meta.Status == while || s.queue.isQueued(id) {
 		s.waitFor(r.Context(), id, ch, wait, while)
+	} else {
+		s.watch.unwatch(id, ch)
 	}
 	resp, err := s.runResponse(r.Context(), id)
 	return resp, http.StatusOK, err
@@ -432,18 +445,20 @@ func (s *Server) send(w http.ResponseWriter, r *http.Request, kind, name string)
 	if by == "" {
 		by = "api"
 	}
-	m, wake, err := s.rt.Send(r.Context(), id, journal.Message{Kind: kind, Name: name, Value: req.Value, From: by})
+	d, err := s.rt.Send(r.Context(), id, journal.Message{Kind: kind, Name: name, Value: req.Value, From: by})
 	if err != nil {
 		return nil, 0, err
 	}
-	if wake {
+	if d.Resume {
+		// Not executing here, and the message ends its wait. (A run
+		// executing here acts on the message by itself.)
 		s.enqueue(id)
 	}
 	status := http.StatusOK
 	if kind == journal.MessageSignal {
 		status = http.StatusAccepted
 	}
-	return MessageResponse{Seq: m.Seq, Woke: wake}, status, nil
+	return MessageResponse{Seq: d.Message.Seq, Woke: d.Ends}, status, nil
 }
 
 func (s *Server) answer(w http.ResponseWriter, r *http.Request) (any, int, error) {
@@ -488,6 +503,27 @@ func (s *Server) resume(w http.ResponseWriter, r *http.Request) (any, int, error
 	return resp, http.StatusAccepted, err
 }
 
+// retry is POST /v1/runs/{id}/retry: release a quarantined run and
+// execute it again.
+func (s *Server) retry(w http.ResponseWriter, r *http.Request) (any, int, error) {
+	var req CancelRequest
+	if r.ContentLength != 0 {
+		if err := s.decode(w, r, &req); err != nil {
+			return nil, 0, err
+		}
+	}
+	if req.By == "" {
+		req.By = "api"
+	}
+	id := r.PathValue("id")
+	if _, err := s.rt.Retry(r.Context(), id, req.By); err != nil {
+		return nil, 0, err
+	}
+	s.enqueue(id)
+	resp, err := s.runResponse(r.Context(), id)
+	return resp, http.StatusAccepted, err
+}
+
 func (s *Server) health(w http.ResponseWriter, r *http.Request) (any, int, error) {
 	queued, running := s.queue.stats()
 	return map[string]any{
@@ -495,6 +531,7 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request) (any, int, error
 		"executing": running,
 		"queued":    queued,
 		"timers":    s.timers.len(),
+		"watchers":  s.watch.len(),
 	}, http.StatusOK, nil
 }
 
@@ -574,13 +611,19 @@ func (s *Server) fork(w http.ResponseWriter, r *http.Request) (any, int, error) 
 	if err != nil {
 		return nil, 0, err
 	}
-	ch := s.watch.watch(out.ID)
-	s.enqueue(out.ID)
+	var wait time.Duration
 	if req.Wait != "" {
-		d, err := time.ParseDuration(req.Wait)
-		if err == nil && d > 0 && d <= 10*time.Minute {
-			s.waitFor(r.Context(), out.ID, ch, d, journal.StatusRunning)
+		if d, err := time.ParseDuration(req.Wait); err == nil && d > 0 && d <= 10*time.Minute {
+			wait = d
 		}
+	}
+	var ch chan struct{}
+	if wait > 0 {
+		ch = s.watch.watch(out.ID)
+	}
+	s.enqueue(out.ID)
+	if wait > 0 {
+		s.waitFor(r.Context(), out.ID, ch, wait, journal.StatusRunning)
 	}
 	resp, err := s.runResponse(r.Context(), out.ID)
 	return resp, http.StatusCreated, err

@@ -140,6 +140,13 @@ func (c *Client) Cancel(ctx context.Context, id, by string) (*RunResponse, error
 	return &out, c.do(ctx, http.MethodPost, "/v1/runs/"+url.PathEscape(id)+"/cancel", CancelRequest{By: by}, &out)
 }
 
+// Retry releases a quarantined run; the server continues it.
+func (c *Client) Retry(ctx context.Context, id, by string) (*RunResponse, error) {
+	var out RunResponse
+	err := c.do(ctx, http.MethodPost, "/v1/runs/"+url.PathEscape(id)+"/retry", CancelRequest{By: by}, &out)
+	return &out, err
+}
+
 // Resume asks the server to continue a run now.
 func (c *Client) Resume(ctx context.Context, id string) (*RunResponse, error) {
 	var out RunResponse

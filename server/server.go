@@ -249,8 +249,17 @@ func (s *Server) recover(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	due := 0
+	due, answered := 0, 0
 	for _, r := range waiting {
+		// A message that ends the wait may have been delivered by a
+		// process that died before resuming the run.
+		if ok, err := s.rt.Deliverable(ctx, r); err != nil {
+			s.log.Error().Str("run", r.ID).Err(err).Msg("recovery: cannot read the run's inbox; it stays waiting")
+		} else if ok {
+			answered++
+			s.enqueue(r.ID)
+			continue
+		}
 		if r.Waiting != nil && r.Waiting.Until != nil {
 			if !r.Waiting.Until.After(time.Now()) {
 				due++
@@ -258,7 +267,14 @@ func (s *Server) recover(ctx context.Context) error {
 			s.timers.add(r.ID, *r.Waiting.Until)
 		}
 	}
-	s.log.Info().Int("interrupted", len(running)).Int("waiting", len(waiting)).Int("due", due).Msg("recovered")
+	quarantined, err := s.store.List(ctx, journal.Filter{Status: []journal.Status{journal.StatusQuarantined}})
+	if err != nil {
+		return err
+	}
+	for _, r := range quarantined {
+		s.log.Warn().Str("run", r.ID).Msg("run is quarantined: it is not executed until someone retries it (starflow retry)")
+	}
+	s.log.Info().Int("interrupted", len(running)).Int("waiting", len(waiting)).Int("due", due).Int("answered", answered).Int("quarantined", len(quarantined)).Msg("recovered")
 	return nil
 }
 
@@ -305,6 +321,10 @@ func (s *Server) afterRun(id string, out *runtime.Outcome, err error) {
 		return
 	}
 	s.opts.Metrics.execution(string(out.Status))
+	if out.Status == journal.StatusQuarantined {
+		s.log.Error().Str("run", id).Str("reason", out.Error.Message).Msg("run quarantined")
+		return
+	}
 	ev := s.log.Info().Str("run", id).Str("status", string(out.Status)).Int("replayed", out.Stats.Replayed).Int("executed", out.Stats.Executed)
 	if out.Status == journal.StatusWaiting && out.Waiting != nil {
 		ev = ev.Str("waiting", out.Waiting.Reason)

@@ -28,13 +28,35 @@ func init() {
 type execFlags struct {
 	common
 	maxInlineWait time.Duration
+	maxMemory     byteSize
+	maxCompute    time.Duration
+	maxCrashes    int
 }
 
 func (f *execFlags) register(m *Main, name, usage string) *flag.FlagSet {
 	fs := m.newFlagSet(name, usage)
 	f.common.register(fs)
 	fs.DurationVar(&f.maxInlineWait, "max-wait", runtime.DefaultMaxInlineWait, "longest wait (sleep, backoff) spent in this process; longer waits exit with code 3 and resume later")
+	f.maxMemory = runtime.DefaultMaxMemory
+	fs.Var(&f.maxMemory, "max-memory", "memory one run's values may hold, such as 256MiB or 1GiB (0: no limit); a run over it fails with exit code 7")
+	fs.DurationVar(&f.maxCompute, "max-compute", runtime.DefaultMaxCompute, "longest a run may compute between builtin calls (0: no limit); a run over it fails with exit code 7")
+	fs.IntVar(&f.maxCrashes, "max-crashes", runtime.DefaultMaxCrashes, "quarantine a run after the process died this many times in a row while executing it (0: never)")
 	return fs
+}
+
+// options are the runtime options these flags set.
+func (f *execFlags) options() runtime.Options {
+	o := runtime.Options{MaxInlineWait: f.maxInlineWait, MaxMemory: int64(f.maxMemory), MaxCompute: f.maxCompute, MaxCrashes: f.maxCrashes}
+	if o.MaxMemory == 0 {
+		o.MaxMemory = -1
+	}
+	if o.MaxCompute == 0 {
+		o.MaxCompute = -1
+	}
+	if o.MaxCrashes == 0 {
+		o.MaxCrashes = -1
+	}
+	return o
 }
 
 func (m *Main) cmdRun(ctx context.Context, args []string) int {
@@ -88,7 +110,7 @@ func (m *Main) cmdRun(ctx context.Context, args []string) int {
 		fmt.Fprintf(m.Stderr, "starflow run: cannot read script %s: %v\n", script, errors.Unwrap(err))
 		return ExitUsage
 	}
-	e, cl, code := m.session(&f.common, "run "+script, runtime.Options{MaxInlineWait: f.maxInlineWait})
+	e, cl, code := m.session(&f.common, "run "+script, f.options())
 	if cl != nil {
 		return m.runRemote(ctx, cl, f.maxInlineWait, server.StartRequest{ID: id, Entry: runtime.ScriptName(script), Input: raw, Durability: dur,
 			Limits: &journal.Limits{MaxSteps: maxSteps, MaxCalls: maxCalls}, Dialect: &journal.Dialect{While: allowWhile, Recursion: allowRec}})
@@ -256,8 +278,10 @@ func (m *Main) report(id string, out *runtime.Outcome, err error) int {
 	case journal.StatusDiverged:
 		fmt.Fprintf(m.Stderr, "starflow: %s\n", out.Error.Message)
 		fmt.Fprintln(m.Stderr, "starflow: the run is stopped; its journal is intact (starflow history "+id+")")
+	case journal.StatusQuarantined:
+		fmt.Fprintf(m.Stderr, "starflow: run %s is quarantined: %s\n", id, out.Error.Message)
 	}
-	return exitForStatus(out.Status)
+	return exitForOutcome(out)
 }
 
 // waitHint tells the user how a waiting run continues.
