@@ -279,7 +279,7 @@ func (m *Main) report(id string, out *runtime.Outcome, err error) int {
 		fmt.Fprintf(m.Stderr, "starflow: %s\n", out.Error.Message)
 		fmt.Fprintln(m.Stderr, "starflow: the run is stopped; its journal is intact (starflow history "+id+")")
 	case journal.StatusQuarantined:
-		fmt.Fprintf(m.Stderr, "starflow: run %s is quarantined: %s\n", id, out.Error.Message)
+		fmt.Fprintf(m.Stderr, "starflow: run %s is quarantined: %s\n", id, errtext.Clean(out.Error.Message))
 	}
 	return exitForOutcome(out)
 }
