@@ -206,7 +206,14 @@ func (c *Call) GoArgs() ([]any, map[string]any, error) {
 
 // Secret resolves a secret reference to its value at the moment of use.
 // The value must never be returned in a result, logged or put in an error.
+// If Options.CheckSecret refuses the name, Secret fails without resolving
+// it.
 func (c *Call) Secret(s Secret) (string, error) {
+	if check := c.rt.opts.CheckSecret; check != nil {
+		if err := check(s.Name); err != nil {
+			return "", Permanent("secret", fmt.Errorf("secret %s: %w", s.Name, err))
+		}
+	}
 	v, err := c.rt.opts.Secrets(s.Name)
 	if err != nil {
 		return "", Permanent("secret", fmt.Errorf("secret %s: %w", s.Name, err))

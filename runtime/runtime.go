@@ -77,6 +77,15 @@ type Options struct {
 	// (default: environment variables).
 	Secrets func(name string) (string, error)
 
+	// CheckSecret, if set, is asked before Secrets whenever a builtin
+	// resolves a secret (Call.Secret): it returns nil if runs may use the
+	// secret name, or an error saying it is not declared and how to
+	// declare it (never a value). Nil lets runs use every name Secrets
+	// resolves. Hosts that run untrusted or third-party scripts set it to
+	// an allowlist so that secret("ANY_VARIABLE") cannot read the
+	// process's whole environment.
+	CheckSecret func(name string) error
+
 	// SkipWaits makes every wait (sleep, timeout, backoff) end at once by
 	// moving the runtime's clock forward instead: for testing workflows
 	// (starflow test), never for production.

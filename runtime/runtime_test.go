@@ -645,3 +645,38 @@ func TestSecretsAreJournaledByName(t *testing.T) {
 		}
 	}
 }
+
+// With CheckSecret set, a builtin can resolve only the secrets it allows:
+// another name fails the call with the checker's reason, and the resolver
+// is never asked for it.
+func TestCheckSecretRefusesUndeclaredNames(t *testing.T) {
+	var asked []string
+	use := &sfrt.Builtin{Name: "use", Fn: func(ctx context.Context, c *sfrt.Call) (starlark.Value, error) {
+		if _, err := c.Secret(c.Args[0].(sfrt.Secret)); err != nil {
+			return nil, err
+		}
+		return starlark.String("used"), nil
+	}}
+	secret := starlark.NewBuiltin("secret", func(th *starlark.Thread, _ *starlark.Builtin, args starlark.Tuple, kw []starlark.Tuple) (starlark.Value, error) {
+		return sfrt.Secret{Name: string(args[0].(starlark.String))}, nil
+	})
+	e := newEnv(t, func(o *sfrt.Options) {
+		o.Builtins = append(o.Builtins, use)
+		o.Globals["secret"] = secret
+		o.Secrets = func(name string) (string, error) { asked = append(asked, name); return "value-of-" + name, nil }
+		o.CheckSecret = func(name string) error {
+			if name == "DECLARED" {
+				return nil
+			}
+			return errors.New("not declared (declare it with --secret)")
+		}
+	})
+	runtest.MustResult(t, e.Start("ok", "def main(input):\n    return use(secret('DECLARED'))\n", `null`), `"used"`)
+	out := e.Start("no", "def main(input):\n    return use(secret('HOME'))\n", `null`)
+	if out.Status != journal.StatusFailed || out.Error.Kind != "secret" || !strings.HasSuffix(out.Error.Message, "use: secret HOME: not declared (declare it with --secret)") {
+		t.Fatalf("outcome %s kind %q: %s", out.Status, out.Error.Kind, out.Error.Message)
+	}
+	if len(asked) != 1 || asked[0] != "DECLARED" {
+		t.Fatalf("resolver asked for %v", asked)
+	}
+}

@@ -1,8 +1,8 @@
 package server
 
 import (
+	"bytes"
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/starflow/starflow/internal/errtext"
 	"github.com/starflow/starflow/internal/view"
 	"github.com/starflow/starflow/journal"
 	"github.com/starflow/starflow/runtime"
@@ -139,24 +140,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, apiErr(http.StatusNotFound, "not_found", "no such endpoint: %s %s (see spec/api.md)", r.Method, r.URL.Path))
 	})
-	return s.auth(mux)
-}
-
-// auth checks the bearer token, in constant time.
-func (s *Server) auth(next http.Handler) http.Handler {
-	if s.opts.Token == "" {
-		return next
-	}
-	want := []byte("Bearer " + s.opts.Token)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		got := []byte(r.Header.Get("Authorization"))
-		if subtle.ConstantTimeCompare(got, want) != 1 {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="starflow"`)
-			s.writeError(w, r, apiErr(http.StatusUnauthorized, "unauthorized", "missing or wrong bearer token"))
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
+	return s.secure(mux)
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -172,7 +156,7 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
 	case errors.As(err, &ae):
 	case errors.As(err, &mb):
-		ae = apiErr(http.StatusRequestEntityTooLarge, "too_large", "request body is larger than %d bytes", mb.Limit)
+		ae = tooLarge(mb.Limit)
 	case errors.As(err, &ie):
 		switch ie.Code {
 		case runtime.CodeNotFound:
@@ -189,8 +173,9 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.Is(err, runtime.ErrBusy):
 		ae = apiErr(http.StatusConflict, "conflict", "%s", err.Error())
 	default:
-		s.log.Error().Err(err).Str("path", r.URL.Path).Msg("request failed")
-		ae = apiErr(http.StatusInternalServerError, "internal", "%s", err.Error())
+		msg := errtext.Of(err) // no dumps of journal data (some store errors carry them)
+		s.log.Error().Str("error", msg).Str("path", r.URL.Path).Msg("request failed")
+		ae = apiErr(http.StatusInternalServerError, "internal", "%s", msg)
 	}
 	writeJSON(w, ae.Status, ErrorBody{Error: *ae})
 }
@@ -201,8 +186,11 @@ func (s *Server) decode(w http.ResponseWriter, r *http.Request, v any) error {
 	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
 		return apiErr(http.StatusUnsupportedMediaType, "unsupported_media_type", "send application/json, not %s", ct)
 	}
-	body := http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes)
-	dec := json.NewDecoder(body)
+	body, err := s.readBody(w, r)
+	if err != nil {
+		return err
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		var mb *http.MaxBytesError
@@ -251,6 +239,9 @@ func (s *Server) startRun(w http.ResponseWriter, r *http.Request) (any, int, err
 	if err := s.decode(w, r, &req); err != nil {
 		return nil, 0, err
 	}
+	if len(req.Input) > MaxInputBytes {
+		return nil, 0, apiErr(http.StatusRequestEntityTooLarge, "too_large", "the input is %d bytes, over the limit of %d bytes (%s) on run inputs; pass large data by reference (a path or URL the script reads)", len(req.Input), MaxInputBytes, sizeString(MaxInputBytes))
+	}
 	sr := runtime.StartRequest{ID: req.ID, Input: req.Input, Durability: req.Durability}
 	if req.Limits != nil {
 		sr.Limits = *req.Limits
@@ -268,6 +259,9 @@ func (s *Server) startRun(w http.ResponseWriter, r *http.Request) (any, int, err
 		}
 		sr.Script = full
 	case req.Sources != nil:
+		if err := s.inlineAllowed("sources"); err != nil {
+			return nil, 0, err
+		}
 		if req.Entry == "" {
 			return nil, 0, apiErr(http.StatusBadRequest, "invalid_request", "sources needs entry: the name of the file that defines main")
 		}
@@ -277,6 +271,9 @@ func (s *Server) startRun(w http.ResponseWriter, r *http.Request) (any, int, err
 			sr.Sources[runtime.ScriptName(k)] = []byte(v)
 		}
 	case req.Source != "":
+		if err := s.inlineAllowed("source"); err != nil {
+			return nil, 0, err
+		}
 		sr.Script = req.Entry
 		if sr.Script == "" {
 			sr.Script = "inline.star"
@@ -574,6 +571,9 @@ func (s *Server) migrate(w http.ResponseWriter, r *http.Request) (any, int, erro
 	if err := s.decode(w, r, &req); err != nil {
 		return nil, 0, err
 	}
+	if err := s.inlineAllowed("the new code of a migration"); err != nil {
+		return nil, 0, err
+	}
 	files, err := req.files()
 	if err != nil {
 		return nil, 0, err
@@ -597,6 +597,9 @@ func (s *Server) fork(w http.ResponseWriter, r *http.Request) (any, int, error) 
 	}
 	fr := runtime.ForkRequest{ID: req.ID, At: req.At, SetResult: req.SetResult}
 	if len(req.Sources) > 0 {
+		if err := s.inlineAllowed("the new code of a fork"); err != nil {
+			return nil, 0, err
+		}
 		code := CodeRequest{Entry: req.Entry, Sources: req.Sources}
 		files, err := code.files()
 		if err != nil {

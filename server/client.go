@@ -40,7 +40,9 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) err
 	if err != nil {
 		return err
 	}
-	if body != nil {
+	if body != nil || method != http.MethodGet {
+		// The server refuses state-changing requests without it, also
+		// bodiless ones (spec/api.md, Security).
 		req.Header.Set("Content-Type", "application/json")
 	}
 	if c.Token != "" {

@@ -56,6 +56,19 @@ type Options struct {
 	Logger zerolog.Logger
 	// Metrics, if set, are served at /metrics (see NewMetrics).
 	Metrics *Metrics
+	// AllowedHosts are names (host, or host:port) requests may carry in
+	// Host besides the address the server listens on (and, on loopback,
+	// 127.0.0.1, localhost and [::1] with its port): the public name
+	// behind a reverse proxy. Other Host values are refused (421).
+	AllowedHosts []string
+	// AllowedOrigins are web origins (scheme://host[:port]) whose pages
+	// may call the API; they get CORS headers. Requests from other
+	// origins are refused (403).
+	AllowedOrigins []string
+	// AllowInlineSource lets start, migrate and fork requests carry the
+	// code itself (source, sources); by default only script files in
+	// ScriptDir run.
+	AllowInlineSource bool
 }
 
 // DefaultAddr is the API's default address.
@@ -113,6 +126,9 @@ func New(rt *runtime.Runtime, opts Options) (*Server, error) {
 	}
 	if !loopback && opts.Token == "" {
 		return nil, fmt.Errorf("listening on %s, which is not a loopback address, requires a bearer token (--token or $STARFLOW_TOKEN)", opts.Addr)
+	}
+	if err := checkSecurityOptions(&opts); err != nil {
+		return nil, err
 	}
 	s := &Server{
 		rt:     rt,

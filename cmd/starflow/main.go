@@ -33,6 +33,7 @@ import (
 	sfhttp "github.com/starflow/starflow/builtins/http"
 	"github.com/starflow/starflow/builtins/llm"
 	"github.com/starflow/starflow/chaos"
+	"github.com/starflow/starflow/internal/errtext"
 	"github.com/starflow/starflow/journal"
 	"github.com/starflow/starflow/journal/badgerstore"
 	"github.com/starflow/starflow/runtime"
@@ -147,6 +148,7 @@ type common struct {
 	chaos          string
 	chaosSeed      int64
 	chaosSeedSet   bool
+	secrets        listFlag
 }
 
 func (c *common) register(fs *flag.FlagSet) {
@@ -164,6 +166,7 @@ func (c *common) register(fs *flag.FlagSet) {
 		c.chaosSeed, c.chaosSeedSet = n, true
 		return nil
 	})
+	fs.Var(&c.secrets, "secret", "a secret scripts may use with secret(\"NAME\"), read from the environment variable NAME (repeatable; also secrets: in the configuration file; undeclared names are refused)")
 	fs.StringVar(&c.llmConfig, "llm-config", "", "llm providers and model aliases, YAML (spec/config.md; default $STARFLOW_LLM_CONFIG, else from OPENAI_API_KEY, ANTHROPIC_API_KEY, GEMINI_API_KEY, else the offline fake)")
 }
 
@@ -284,7 +287,7 @@ func (m *Main) open(c *common, command string, opts runtime.Options) (*env, int)
 			m.lastLocked = le // a server owns the store: the caller may use its API
 			return nil, ExitStore
 		}
-		fmt.Fprintln(m.Stderr, "starflow:", err)
+		fmt.Fprintln(m.Stderr, "starflow:", errtext.Of(err))
 		return nil, ExitStore
 	}
 	inj, code := m.injector(c, log)
@@ -315,6 +318,23 @@ func (m *Main) open(c *common, command string, opts runtime.Options) (*env, int)
 	if llmMod == nil {
 		store.Close()
 		return nil, code
+	}
+	for _, n := range c.secrets {
+		if err := checkSecretName(n); err != nil {
+			store.Close()
+			fmt.Fprintln(m.Stderr, "starflow: --secret:", err)
+			return nil, ExitUsage
+		}
+	}
+	set, err := m.settings(c)
+	if err != nil {
+		store.Close()
+		fmt.Fprintln(m.Stderr, "starflow: configuration:", err)
+		return nil, ExitUsage
+	}
+	opts.CheckSecret = secretCheck(declaredSecrets(c.secrets, set.Secrets, llmMod.Config()))
+	if opts.Secrets == nil {
+		opts.Secrets = m.envSecret
 	}
 	standard := builtins.Standard()
 	if m.test != nil {
@@ -402,12 +422,7 @@ func (m *Main) llmModule(c *common, store *badgerstore.Store, log zerolog.Logger
 	} else {
 		cfg = llm.DefaultConfig(m.Getenv)
 	}
-	mod, err := llm.New(llm.Options{Config: cfg, KV: store, Logger: log, Now: now, HTTPClient: inj.LLMClient(nil), WrapProvider: inj.WrapLLMProvider, Secrets: func(name string) (string, error) {
-		if v := m.Getenv(name); v != "" {
-			return v, nil
-		}
-		return "", fmt.Errorf("environment variable %s is not set", name)
-	}})
+	mod, err := llm.New(llm.Options{Config: cfg, KV: store, Logger: log, Now: now, HTTPClient: inj.LLMClient(nil), WrapProvider: inj.WrapLLMProvider, Secrets: m.envSecret})
 	if err != nil {
 		fmt.Fprintln(m.Stderr, "starflow:", err)
 		return nil, ExitUsage
@@ -415,10 +430,18 @@ func (m *Main) llmModule(c *common, store *badgerstore.Store, log zerolog.Logger
 	return mod, 0
 }
 
+// envSecret resolves a secret, or an llm key, from the environment.
+func (m *Main) envSecret(name string) (string, error) {
+	if v := m.Getenv(name); v != "" {
+		return v, nil
+	}
+	return "", fmt.Errorf("environment variable %s is not set", name)
+}
+
 // exitForError maps an error from the runtime or the store to an exit code
 // and prints it.
 func (m *Main) exitForError(err error) int {
-	fmt.Fprintln(m.Stderr, "starflow:", err)
+	fmt.Fprintln(m.Stderr, "starflow:", errtext.Of(err))
 	var le *journal.LockedError
 	switch {
 	case errors.Is(err, runtime.ErrInvalid):

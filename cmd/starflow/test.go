@@ -22,6 +22,7 @@ import (
 	"go.starlark.net/starlark"
 
 	"github.com/starflow/starflow/chaos"
+	"github.com/starflow/starflow/internal/errtext"
 	"github.com/starflow/starflow/internal/value"
 	"github.com/starflow/starflow/journal"
 	"github.com/starflow/starflow/journal/badgerstore"
@@ -213,7 +214,7 @@ func (m *Main) cmdTestChild(ctx context.Context, args []string) int {
 		}
 	}
 	if err != nil {
-		fmt.Fprintln(m.Stderr, "starflow test:", err)
+		fmt.Fprintln(m.Stderr, "starflow test:", errtext.Of(err))
 		return ExitFailed
 	}
 	res := childOutcome{Status: out.Status, Result: out.Result, Error: out.Error}
@@ -505,6 +506,9 @@ func (t *tester) child(name, crash string, resume bool) (*childOutcome, error) {
 	}
 	for _, h := range t.common.allowHosts {
 		args = append(args, "--http-allow-host", h)
+	}
+	for _, n := range t.common.secrets {
+		args = append(args, "--secret", n)
 	}
 	if t.common.chaos != "" {
 		args = append(args, "--chaos", t.common.chaos, "--chaos-seed", strconv.FormatInt(t.chaosSeed, 10))

@@ -44,6 +44,7 @@ import (
 	"fmt"
 	"math"
 	"math/big"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -369,7 +370,9 @@ func Decode(data []byte) (starlark.Value, error) {
 
 // FromJSON converts ordinary JSON (a run's input) to Starlark values:
 // objects become dicts in their order, arrays lists, numbers ints when
-// written without fraction or exponent and floats otherwise.
+// written without fraction or exponent and floats otherwise. Text that is
+// not UTF-8, and \u escapes of half a surrogate pair, are errors naming
+// their offset (encoding/json would replace them with U+FFFD).
 func FromJSON(data []byte) (starlark.Value, error) {
 	d := decoder{data: data}
 	d.space()
@@ -390,8 +393,8 @@ func FromJSON(data []byte) (starlark.Value, error) {
 // ToJSON converts a Starlark value to ordinary JSON (a run's result):
 // tuples and sets become arrays, structs objects, times RFC 3339 strings,
 // durations strings such as "1h30m0s", secrets "<secret NAME>". Dicts must
-// have string keys. Other values (functions, bytes) are an error naming
-// where in the value they are.
+// have string keys. Other values (functions, bytes) and strings that are
+// not UTF-8 are an error naming where in the value they are.
 func ToJSON(v starlark.Value) ([]byte, error) {
 	var buf bytes.Buffer
 	if err := toJSON(&buf, v, "result", 0); err != nil {
@@ -442,6 +445,9 @@ func toJSON(buf *bytes.Buffer, v starlark.Value, path string, depth int) error {
 		}
 		buf.WriteString(formatFloat(f))
 	case starlark.String:
+		if !utf8.ValidString(string(v)) {
+			return textError(path, "the string", string(v))
+		}
 		writeStr(string(v))
 	case *starlark.List:
 		return seq(v)
@@ -455,6 +461,9 @@ func toJSON(buf *bytes.Buffer, v starlark.Value, path string, depth int) error {
 			k, ok := kv[0].(starlark.String)
 			if !ok {
 				return fmt.Errorf("%s: dict key %s is a %s; JSON object keys must be strings", path, kv[0], kv[0].Type())
+			}
+			if !utf8.ValidString(string(k)) {
+				return textError(path, fmt.Sprintf("the dict key %q", string(k)), string(k))
 			}
 			if i > 0 {
 				buf.WriteByte(',')
@@ -565,6 +574,10 @@ func (d *decoder) literal(word string, v starlark.Value) (starlark.Value, error)
 	return v, nil
 }
 
+// jsonNumber is the grammar of a JSON number (RFC 8259, section 6);
+// strconv alone also takes "1.", ".5" and "01.5".
+var jsonNumber = regexp.MustCompile(`^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?$`)
+
 func (d *decoder) number() (starlark.Value, error) {
 	start := d.pos
 	isFloat := false
@@ -585,13 +598,13 @@ func (d *decoder) number() (starlark.Value, error) {
 	}
 done:
 	lit := string(d.data[start:d.pos])
-	if d.pos == digits {
+	if d.pos == digits || !jsonNumber.MatchString(lit) {
 		return nil, d.errorf("invalid number %q", lit)
 	}
 	if isFloat {
 		f, err := strconv.ParseFloat(lit, 64)
 		if err != nil {
-			return nil, d.errorf("invalid number %q", lit)
+			return nil, d.errorf("number %s is out of the range of a float", lit)
 		}
 		return starlark.Float(f), nil
 	}
@@ -625,10 +638,15 @@ func (d *decoder) string() (string, error) {
 		}
 		if c == '"' {
 			d.pos++
-			if simple {
-				s := d.data[start+1 : d.pos-1]
-				if utf8.Valid(s) {
-					return string(s), nil
+			raw := d.data[start+1 : d.pos-1]
+			if simple && utf8.Valid(raw) {
+				return string(raw), nil
+			}
+			if !d.tagged {
+				// Plain JSON (inputs, answers, what builtins parse) must be
+				// text: refuse what encoding/json would turn into U+FFFD.
+				if err := checkText(raw, start+1); err != nil {
+					return "", err
 				}
 			}
 			var s string
@@ -640,6 +658,78 @@ func (d *decoder) string() (string, error) {
 		d.pos++
 	}
 	return "", d.errorf("unterminated string")
+}
+
+// checkText reports, at its offset in the document, the first byte of a
+// JSON string's raw contents that is not UTF-8, or the first \u escape of
+// half a UTF-16 surrogate pair: neither encodes a character, and decoders
+// silently turn both into U+FFFD.
+func checkText(raw []byte, offset int) error {
+	if i := invalidUTF8(raw); i >= 0 {
+		return fmt.Errorf("invalid JSON at offset %d: byte 0x%02x is not UTF-8 (JSON text must be UTF-8)", offset+i, raw[i])
+	}
+	for i := 0; i+1 < len(raw); i++ {
+		if raw[i] != '\\' {
+			continue
+		}
+		if raw[i+1] != 'u' {
+			i++ // an escaped character, perhaps a backslash
+			continue
+		}
+		r, ok := hex4(raw[i+2:])
+		if !ok || r < 0xd800 || r > 0xdfff {
+			i += 5
+			continue
+		}
+		if r <= 0xdbff && i+12 <= len(raw) && raw[i+6] == '\\' && raw[i+7] == 'u' {
+			if lo, ok := hex4(raw[i+8:]); ok && lo >= 0xdc00 && lo <= 0xdfff {
+				i += 11
+				continue
+			}
+		}
+		return fmt.Errorf("invalid JSON at offset %d: \\u%04x is half of a UTF-16 surrogate pair and encodes no character", offset+i, r)
+	}
+	return nil
+}
+
+// hex4 reads four hex digits.
+func hex4(b []byte) (rune, bool) {
+	if len(b) < 4 {
+		return 0, false
+	}
+	var r rune
+	for _, c := range b[:4] {
+		switch {
+		case c >= '0' && c <= '9':
+			r = r<<4 | rune(c-'0')
+		case c >= 'a' && c <= 'f':
+			r = r<<4 | rune(c-'a'+10)
+		case c >= 'A' && c <= 'F':
+			r = r<<4 | rune(c-'A'+10)
+		default:
+			return 0, false
+		}
+	}
+	return r, true
+}
+
+// invalidUTF8 returns the index of the first byte of b that is not part
+// of valid UTF-8, or -1.
+func invalidUTF8(b []byte) int {
+	for i := 0; i < len(b); {
+		r, n := utf8.DecodeRune(b[i:])
+		if r == utf8.RuneError && n <= 1 {
+			return i
+		}
+		i += n
+	}
+	return -1
+}
+
+// textError explains a string in a result that is not UTF-8.
+func textError(path, what, s string) error {
+	i := invalidUTF8([]byte(s))
+	return fmt.Errorf("%s: %s is not valid UTF-8 (byte 0x%02x at offset %d of %d) and JSON text must be; decode or clean binary data before returning it", path, what, s[i], i, len(s))
 }
 
 func (d *decoder) array() ([]starlark.Value, error) {
