@@ -1,7 +1,6 @@
 package http
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -17,6 +16,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/hashicorp/go-retryablehttp"
 	"go.starlark.net/starlark"
 	"go.starlark.net/starlarkstruct"
 
@@ -158,13 +158,18 @@ func (m *Module) do(ctx context.Context, c *sfrt.Call, p *prepared) (starlark.Va
 }
 
 // send makes the attempt's request; the response's body is not read yet.
+// go-retryablehttp is the request layer: it rewinds the body for every
+// attempt and redirect, and drops pooled connections after a transport
+// error. Its own retry loop is off (RetryMax 0, CheckRetry never retries):
+// whether another attempt follows, and after what wait, is decided by
+// judge and done by the runtime.
 func (e *exchange) send() (*nethttp.Response, error) {
 	p := e.p
-	var body io.Reader
+	var body any
 	if p.hasBody {
-		body = bytes.NewReader(p.body) // also lets redirects (307, 308) send it again
+		body = p.body
 	}
-	req, err := nethttp.NewRequestWithContext(e.actx, p.method, p.url.String(), body)
+	req, err := retryablehttp.NewRequestWithContext(e.actx, p.method, p.url.String(), body)
 	if err != nil {
 		return nil, sfrt.Permanent("invalid_argument", fmt.Errorf("%s: %s", e.c.Builtin, p.scrub.str(scrubURLError(err))))
 	}
@@ -173,7 +178,13 @@ func (e *exchange) send() (*nethttp.Response, error) {
 		req.Host = h
 		req.Header.Del("Host")
 	}
-	client := &nethttp.Client{Transport: e.m.transport, Timeout: p.timeout, CheckRedirect: e.checkRedirect}
+	client := &retryablehttp.Client{
+		HTTPClient: &nethttp.Client{Transport: e.m.transport, Timeout: p.timeout, CheckRedirect: e.checkRedirect},
+		RetryMax:   0,
+		CheckRetry: func(context.Context, *nethttp.Response, error) (bool, error) { return false, nil },
+		// The attempt's error as it is (not "giving up after 1 attempt").
+		ErrorHandler: func(resp *nethttp.Response, err error, _ int) (*nethttp.Response, error) { return resp, err },
+	}
 	return client.Do(req)
 }
 

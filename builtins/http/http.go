@@ -12,7 +12,8 @@
 // invocation of its Fn makes one attempt and, when another is due, returns
 // a runtime.Retry with the wait; the runtime waits on its own clock, in
 // process or by suspending the run, so Drain, SkipWaits and tests see every
-// wait. Every request but GET and HEAD carries Idempotency-Key:
+// wait. go-retryablehttp makes each attempt's request, with its retry loop
+// off. Every request but GET and HEAD carries Idempotency-Key:
 // <run-id>/<step>, the same on every retry and on re-execution after a
 // crash.
 //
