@@ -65,3 +65,18 @@ func TestExpectedSteps(t *testing.T) {
 		}
 	}
 }
+
+func TestOpenCause(t *testing.T) {
+	mem := `starflow: open store /s: while opening memtables err: while opening fid: 4 err: Create a new file`
+	vlog := `starflow: open store /s: During db.vlog.open err: Open existing file: "/s/000074.vlog" err: Create a new file`
+	for _, c := range []struct{ stderr, afterKill, now, want string }{
+		{mem, "000015.sst 25603, 00004.mem 0", "00004.mem 33554432", "a zero-length memtable (.mem) file left by the kill (the failed open extended it: true)"},
+		{vlog, "000074.vlog 0, MANIFEST 16", "000074.vlog 33554432", "a zero-length value log (.vlog) file left by the kill (the failed open extended it: true)"},
+		{mem, "00004.mem 7478", "00004.mem 7478", "a memtable (.mem) file of 7478 bytes after the kill"},
+		{"starflow: something else", "", "", "other (see the findings)"},
+	} {
+		if got := openCause(c.stderr, c.afterKill, c.now); got != c.want {
+			t.Errorf("openCause(%q) = %q, want %q", c.stderr, got, c.want)
+		}
+	}
+}

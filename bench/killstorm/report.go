@@ -69,6 +69,18 @@ func report(w io.Writer, cfg *config, scs []*scenario, cnt *counter, wall time.D
 		ok = false
 	}
 	fmt.Fprintf(w, "; %d `starflow run` processes killed before the run existed (then started again).\n", tot.earlyKills)
+	if tot.openFailures > 0 {
+		causes := map[string]int{}
+		for _, sc := range scs {
+			for c, n := range sc.st.openCauses {
+				causes[c] += n
+			}
+		}
+		fmt.Fprintf(w, "%d of %d store opens failed (exit 6):\n", tot.openFailures, tot.processes)
+		for _, c := range sortedKeys(causes) {
+			fmt.Fprintf(w, "  %4d  %s\n", causes[c], c)
+		}
+	}
 	fmt.Fprintln(w)
 	fmt.Fprint(w, legend)
 	fmt.Fprintln(w)
@@ -106,4 +118,6 @@ const legend = `columns:
   quarantined         runs found quarantined (exit 8 / status quarantined), then released with retry
   open failures       starflow processes that exited 6 (store unavailable), e.g. opening right after a kill
   other exits         any other unexpected exit code (the findings say which)
+  processes           starflow processes started (run, resume, signal, answer, retry, show, history, serve):
+                      each opens the store once
 `

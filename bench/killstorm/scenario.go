@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -25,6 +26,7 @@ type stats struct {
 	passedByDesign   int // the same in exit mode, where it is expected
 	quarantined      int // runs found quarantined (then released with retry)
 	openFailures     int // processes that exited 6 (store unavailable)
+	openCauses       map[string]int
 	otherExits       int // other unexpected exits
 	processes        int // starflow processes started
 	earlyKills       int // run runner: `run` killed before the run existed
@@ -230,11 +232,49 @@ func (sc *scenario) quiet(what string, args ...string) result {
 }
 
 func (sc *scenario) openFailure(what, cmd, stderr string) {
+	now := storeFiles(sc.db)
+	cause := openCause(stderr, sc.afterKill, now)
 	sc.mu.Lock()
 	sc.st.openFailures++
+	if sc.st.openCauses == nil {
+		sc.st.openCauses = map[string]int{}
+	}
+	sc.st.openCauses[cause]++
 	sc.mu.Unlock()
 	sc.finding("open failure (exit 6) in %s: starflow %s: %s [store files after the last kill: %s] [after the failed open: %s]",
-		what, cmd, lastLines(stderr, 3), sc.afterKill, storeFiles(sc.db))
+		what, cmd, lastLines(stderr, 3), sc.afterKill, now)
+}
+
+var (
+	memFailure  = regexp.MustCompile(`while opening memtables err: while opening fid: (\d+)`)
+	vlogFailure = regexp.MustCompile(`Open existing file: "[^"]*?([0-9]+\.vlog)"`)
+)
+
+// openCause classifies a failed open: the file Badger could not open,
+// and its size right after the last kill and now.
+func openCause(stderr, afterKill, now string) string {
+	var name, kind string
+	if m := memFailure.FindStringSubmatch(stderr); m != nil {
+		n, _ := strconv.Atoi(m[1])
+		name, kind = fmt.Sprintf("%05d.mem", n), "memtable (.mem)"
+	} else if m := vlogFailure.FindStringSubmatch(stderr); m != nil {
+		name, kind = m[1], "value log (.vlog)"
+	} else {
+		return "other (see the findings)"
+	}
+	size := func(listing string) string {
+		for _, f := range strings.Split(listing, ", ") {
+			if n, sz, ok := strings.Cut(f, " "); ok && n == name {
+				return sz
+			}
+		}
+		return "absent"
+	}
+	before, after := size(afterKill), size(now)
+	if before == "0" {
+		return fmt.Sprintf("a zero-length %s file left by the kill (the failed open extended it: %v)", kind, after != "0" && after != "absent")
+	}
+	return fmt.Sprintf("a %s file of %s bytes after the kill", kind, before)
 }
 
 // storeFiles lists the files of a store with their sizes, to see what an
