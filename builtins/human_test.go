@@ -191,13 +191,11 @@ func TestMessageWakesInProcessWait(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	start := time.Now()
 	if wake, err := send(e, "w", journal.MessageAnswer, "", `"fast"`); err != nil || !wake {
 		t.Fatalf("%v %v", wake, err)
 	}
+	// Had the answer not woken the wait, it would end after 30s with the
+	// default.
 	out := <-done
 	runtest.MustResult(t, out, `"fast"`)
-	if time.Since(start) > 10*time.Second {
-		t.Fatal("the answer did not wake the wait")
-	}
 }

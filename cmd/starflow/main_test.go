@@ -87,6 +87,7 @@ func TestMain(m *testing.M) {
 }
 
 func TestScripts(t *testing.T) {
+	crashMatrix(t)
 	testscript.Run(t, testscript.Params{
 		Dir: "testdata/script",
 		Setup: func(env *testscript.Env) error {
@@ -140,4 +141,14 @@ func TestScripts(t *testing.T) {
 			},
 		},
 	})
+}
+
+// crashMatrix skips a test that kills real processes many times under the
+// race detector: CI runs it without -race in a step of its own (.ci/run),
+// where it takes a fraction of the time.
+func crashMatrix(t *testing.T) {
+	t.Helper()
+	if raceEnabled {
+		t.Skip("a crash matrix: .ci/run runs it without -race in its own step")
+	}
 }

@@ -27,26 +27,41 @@ func init() {
 // execFlags are the flags shared by commands that execute runs.
 type execFlags struct {
 	common
+	limitFlags
 	maxInlineWait time.Duration
-	maxMemory     byteSize
-	maxCompute    time.Duration
-	maxCrashes    int
 }
 
 func (f *execFlags) register(m *Main, name, usage string) *flag.FlagSet {
 	fs := m.newFlagSet(name, usage)
 	f.common.register(fs)
 	fs.DurationVar(&f.maxInlineWait, "max-wait", runtime.DefaultMaxInlineWait, "longest wait (sleep, backoff) spent in this process; longer waits exit with code 3 and resume later")
-	f.maxMemory = runtime.DefaultMaxMemory
-	fs.Var(&f.maxMemory, "max-memory", "memory one run's values may hold, such as 256MiB or 1GiB (0: no limit); a run over it fails with exit code 7")
-	fs.DurationVar(&f.maxCompute, "max-compute", runtime.DefaultMaxCompute, "longest a run may compute between builtin calls (0: no limit); a run over it fails with exit code 7")
-	fs.IntVar(&f.maxCrashes, "max-crashes", runtime.DefaultMaxCrashes, "quarantine a run after the process died this many times in a row while executing it (0: never)")
+	f.limitFlags.register(fs)
 	return fs
 }
 
 // options are the runtime options these flags set.
 func (f *execFlags) options() runtime.Options {
-	o := runtime.Options{MaxInlineWait: f.maxInlineWait, MaxMemory: int64(f.maxMemory), MaxCompute: f.maxCompute, MaxCrashes: f.maxCrashes}
+	o := runtime.Options{MaxInlineWait: f.maxInlineWait}
+	f.limitFlags.apply(&o)
+	return o
+}
+
+// limitFlags bound what runs executed by this process may use.
+type limitFlags struct {
+	maxMemory  byteSize
+	maxCompute time.Duration
+	maxCrashes int
+}
+
+func (f *limitFlags) register(fs *flag.FlagSet) {
+	f.maxMemory = runtime.DefaultMaxMemory
+	fs.Var(&f.maxMemory, "max-memory", "memory one run's values may hold, such as 256MiB or 1GiB (0: no limit); a run over it fails with exit code 7")
+	fs.DurationVar(&f.maxCompute, "max-compute", runtime.DefaultMaxCompute, "longest a run may compute between builtin calls (0: no limit); a run over it fails with exit code 7")
+	fs.IntVar(&f.maxCrashes, "max-crashes", runtime.DefaultMaxCrashes, "quarantine a run after the process died this many times in a row while executing it (0: never)")
+}
+
+func (f *limitFlags) apply(o *runtime.Options) {
+	o.MaxMemory, o.MaxCompute, o.MaxCrashes = int64(f.maxMemory), f.maxCompute, f.maxCrashes
 	if o.MaxMemory == 0 {
 		o.MaxMemory = -1
 	}
@@ -56,7 +71,6 @@ func (f *execFlags) options() runtime.Options {
 	if o.MaxCrashes == 0 {
 		o.MaxCrashes = -1
 	}
-	return o
 }
 
 func (m *Main) cmdRun(ctx context.Context, args []string) int {

@@ -28,6 +28,7 @@ func (m *Main) cmdServe(ctx context.Context, args []string) int {
 		origins     listFlag
 		inline      bool
 		maxBody     int64
+		limits      limitFlags
 	)
 	fs := m.newFlagSet("serve", "serve [--addr 127.0.0.1:8644] [--concurrency N] [--token T] [--secret NAME] [--allow-host NAME] [--allow-origin ORIGIN] [--allow-inline-source] [--db DIR]")
 	c.register(fs)
@@ -41,6 +42,7 @@ func (m *Main) cmdServe(ctx context.Context, args []string) int {
 	fs.Var(&origins, "allow-origin", "a web origin (https://console.example.com) whose pages may call the API, with CORS (repeatable; also server.allowed_origins; default: none)")
 	fs.BoolVar(&inline, "allow-inline-source", false, "run code sent in API requests (source, sources; migrate and fork with new code): only if every client that can reach the API may run any code (also server.allow_inline_source)")
 	fs.Int64Var(&maxBody, "max-body", 1<<20, "largest API request body in bytes")
+	limits.register(fs)
 	pos, code, ok := m.parse(fs, args)
 	if !ok {
 		return code
@@ -62,7 +64,9 @@ func (m *Main) cmdServe(ctx context.Context, args []string) int {
 		return ExitUsage
 	}
 	metrics := server.NewMetrics()
-	e, code := m.open(&c, "serve", runtime.Options{MaxInlineWait: maxWait, OnCall: metrics.Observe})
+	opts := runtime.Options{MaxInlineWait: maxWait, OnCall: metrics.Observe}
+	limits.apply(&opts)
+	e, code := m.open(&c, "serve", opts)
 	if e == nil {
 		if m.lastLocked != nil {
 			fmt.Fprintf(m.Stderr, "starflow serve: a server already owns this store (process %d at %s)\n", m.lastLocked.PID, m.lastLocked.Addr)

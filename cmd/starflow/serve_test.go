@@ -64,6 +64,7 @@ func waitCount(t *testing.T, cl *server.Client, st journal.Status, n int, within
 // sleep; after a restart every answer and timer lands and every run
 // completes, each side effect exactly once.
 func TestServeSurvivesSIGKILL(t *testing.T) {
+	crashMatrix(t)
 	if testing.Short() {
 		t.Skip("starts real processes")
 	}
