@@ -131,7 +131,7 @@ func parseFlags(args []string) (*config, error) {
 	fs.Var(&cfg.serveLife, "serve-life", "serve runner: a server is SIGKILLed this long after it starts, drawn uniformly (MIN,MAX)")
 	fs.IntVar(&cfg.serveKills, "serve-kills", 150, "serve runner: SIGKILLs per scenario, at most (killing stops when every run has finished)")
 	fs.IntVar(&cfg.stagger, "stagger", 1, "serve runner: runs started per server lifetime (spreads the runs over the storm)")
-	fs.IntVar(&cfg.maxCrashes, "max-crashes", 0, "run runner: --max-crashes for run/resume/signal/answer (0: never quarantine)")
+	fs.IntVar(&cfg.maxCrashes, "max-crashes", 0, "--max-crashes for run/resume/signal/answer and serve (0: never quarantine)")
 	fs.StringVar(&serveArgs, "serve-args", "", "extra arguments for starflow serve, space-separated")
 	fs.DurationVar(&cfg.effectDelay, "effect-delay", 5*time.Millisecond, "the counting server answers each effect after up to this long (widens the window in which a kill finds a call in flight)")
 	fs.DurationVar(&cfg.timeout, "timeout", 10*time.Minute, "give up on a scenario after this long")

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -76,7 +77,7 @@ func final(status string) bool {
 // the kernel picks (the server records it in the store's owner file).
 func (sc *scenario) startServer() (*proc, error) {
 	args := []string{"serve", "--db", sc.db, "--scripts", sc.scripts, "--addr", "127.0.0.1:0",
-		"--max-wait", "300ms", "--log-format", "json", "--log-level", "warn"}
+		"--max-crashes", strconv.Itoa(sc.cfg.maxCrashes), "--max-wait", "300ms", "--log-format", "json", "--log-level", "warn"}
 	return sc.spawn(append(args, sc.cfg.serveArgs...)...)
 }
 
