@@ -210,6 +210,12 @@ func (m *Main) newFlagSet(name, usage string) *flag.FlagSet {
 // command (--help, or a bad flag).
 func (m *Main) parse(fs *flag.FlagSet, args []string) ([]string, int, bool) {
 	var pos []string
+	// The flag package prints the usage itself when parsing fails or
+	// --help is asked; print it once, here: to stdout for --help, to
+	// stderr after the error otherwise.
+	out := fs.Output()
+	fs.SetOutput(io.Discard)
+	defer fs.SetOutput(out)
 	for {
 		if err := fs.Parse(args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
@@ -217,6 +223,9 @@ func (m *Main) parse(fs *flag.FlagSet, args []string) ([]string, int, bool) {
 				fs.Usage()
 				return nil, ExitOK, false
 			}
+			fs.SetOutput(out)
+			fmt.Fprintln(out, err)
+			fs.Usage()
 			return nil, ExitUsage, false
 		}
 		rest := fs.Args()
