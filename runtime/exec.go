@@ -113,7 +113,11 @@ func (e *LimitError) Error() string {
 	case "steps":
 		return fmt.Sprintf("run exceeded its limit of %d execution steps (does it loop forever? raise the limit with --max-steps or Options.MaxSteps)", e.Max)
 	case "memory":
-		return fmt.Sprintf("run exceeded its memory limit: its values hold %s, more than %s (does it accumulate data it does not need? raise the limit with --max-memory or Options.MaxMemory)", formatBytes(e.Used), formatBytes(int64(e.Max)))
+		used, limit := formatBytes(e.Used), formatBytes(int64(e.Max))
+		if used == limit {
+			used, limit = fmt.Sprintf("%d bytes", e.Used), fmt.Sprintf("%d bytes", e.Max)
+		}
+		return fmt.Sprintf("run exceeded its memory limit: its values hold %s, more than %s (does it accumulate data it does not need? raise the limit with --max-memory or Options.MaxMemory)", used, limit)
 	case "compute":
 		return fmt.Sprintf("run computed for more than %s without calling a builtin (does it loop forever, or work on very large values? raise the limit with --max-compute or Options.MaxCompute)", time.Duration(e.Max))
 	default:
