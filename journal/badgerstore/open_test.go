@@ -1,11 +1,14 @@
 package badgerstore
 
 import (
+	"bytes"
 	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/rs/zerolog"
 
 	"github.com/starflow/starflow/journal"
 )
@@ -61,9 +64,13 @@ func TestZeroLengthFilesAreRemoved(t *testing.T) {
 		if err := os.WriteFile(filepath.Join(dir, name), nil, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		s2, err := Open(dir, Options{})
+		var logs bytes.Buffer
+		s2, err := Open(dir, Options{Logger: zerolog.New(&logs)})
 		if err != nil {
 			t.Fatalf("Open with an empty %s: %v", name, err)
+		}
+		if !strings.Contains(logs.String(), "removed an empty Badger file") || !strings.Contains(logs.String(), name) {
+			t.Fatalf("the removal of %s was not logged: %s", name, logs.String())
 		}
 		got, err := dump(s2, ids, blobs)
 		if err != nil || got != want {
