@@ -32,6 +32,11 @@ func (s *Store) view(id string, fn func(txn *badger.Txn) error) (err error) {
 	return s.db.View(fn)
 }
 
+// unreadableReason is what Badger's silence means: Item.Value returns no
+// value, and no error, when it cannot read one from its value log (it
+// logs the error).
+const unreadableReason = "value unreadable: Badger could not read it from its value log (see its log for why: a damaged or truncated .vlog file)"
+
 // itemValue calls fn with an item's value (valid only during the call);
 // a failure to read it is returned as a reason for a CorruptError.
 func itemValue(txn *badger.Txn, item *badger.Item, fn func(v []byte) error) (reason string, err error) {
@@ -57,7 +62,7 @@ func itemValue(txn *badger.Txn, item *badger.Item, fn func(v []byte) error) (rea
 		return ferr
 	})
 	if unreadable {
-		return "value unreadable: Badger could not read it from its value log (see its log for why: a damaged or truncated .vlog file)", nil
+		return unreadableReason, nil
 	}
 	if err != nil && ferr == nil {
 		return "value unreadable: " + sanitize(err), nil
@@ -194,11 +199,30 @@ func (s *Store) Records(ctx context.Context, id string, from uint64) ([]journal.
 				return &journal.CorruptError{RunID: id, Seq: want, Reason: fmt.Sprintf("record missing (next stored record is %d)", seq)}
 			}
 			var rec journal.Record
-			reason, err := itemValue(txn, item, func(v []byte) error {
+			var reason string
+			var err error
+			if item.UserMeta()&userMetaChunked == 0 {
+				// The common case, inline: itemValue without its closures
+				// (replay reads every record of a run).
 				var derr error
-				rec, derr = journal.DecodeRecord(id, seq, v)
-				return derr
-			})
+				err = item.Value(func(v []byte) error {
+					if len(v) == 0 && item.ValueSize() > 0 {
+						reason = unreadableReason
+						return nil
+					}
+					rec, derr = journal.DecodeRecord(id, seq, v)
+					return derr
+				})
+				if err != nil && derr == nil {
+					reason = "value unreadable: " + sanitize(err)
+				}
+			} else {
+				reason, err = itemValue(txn, item, func(v []byte) error {
+					var derr error
+					rec, derr = journal.DecodeRecord(id, seq, v)
+					return derr
+				})
+			}
 			if reason != "" {
 				return &journal.CorruptError{RunID: id, Seq: seq, Reason: reason}
 			}

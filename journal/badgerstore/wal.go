@@ -424,9 +424,9 @@ func (w *wal) append(lsn uint64, sets []kv) error {
 	return nil
 }
 
-// sync makes every appended record durable (fdatasync). It may run on
-// another goroutine while the committer commits to Badger: nothing else
-// touches the log meanwhile.
+// sync makes every appended record durable (fdatasync). The committer
+// calls it while another goroutine commits the batch to Badger; nothing
+// else touches the log meanwhile.
 func (w *wal) sync() error {
 	target := w.off
 	if err := w.fsync(w.f, true); err != nil {
