@@ -40,7 +40,8 @@ type llmDetail struct {
 		Tier       int    `json:"tier"`
 		Class      string `json:"class"`
 	} `json:"attempts"`
-	Outcome string `json:"outcome"`
+	AttemptsOmitted int    `json:"attempts_omitted"` // requests a long call's detail leaves out
+	Outcome         string `json:"outcome"`
 }
 
 // AddRecords counts the completed http and llm calls in one run's journal
@@ -83,8 +84,8 @@ func (t *Tally) add(b string, cc *journal.CallCompleted) {
 		t.LLMCalls++
 		var d llmDetail
 		_ = json.Unmarshal(cc.Detail, &d)
-		if len(d.Attempts) > 1 {
-			t.LLMRetries += len(d.Attempts) - 1
+		if n := len(d.Attempts) + d.AttemptsOmitted; n > 1 {
+			t.LLMRetries += n - 1
 		}
 		switch d.Outcome {
 		case "cached", "template":

@@ -183,10 +183,11 @@ type Run struct {
 
 // Execution describes the process executing a run.
 type Execution struct {
-	PID   int       `json:"pid"`
-	Host  string    `json:"host,omitempty"`
-	Since time.Time `json:"since"`
-	Step  string    `json:"step,omitempty"` // the last step it journaled, if known
+	PID      int       `json:"pid"`
+	Host     string    `json:"host,omitempty"`
+	Instance string    `json:"instance"` // the runtime instance (unique per process start)
+	Since    time.Time `json:"since"`
+	Step     string    `json:"step,omitempty"` // the last step journaled when it started
 }
 
 // Waiting describes what a waiting run waits for.

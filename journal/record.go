@@ -232,6 +232,10 @@ type Manifest struct {
 type Limits struct {
 	MaxSteps uint64 `json:"max_steps"`
 	MaxCalls int    `json:"max_calls"`
+	// MaxMemory bounds the bytes of Starlark values the run holds.
+	MaxMemory int64 `json:"max_memory,omitempty"`
+	// MaxCompute bounds the time the run computes between builtin calls.
+	MaxCompute time.Duration `json:"max_compute_ns,omitempty"`
 }
 
 // Dialect records the Starlark language options a run was started with.

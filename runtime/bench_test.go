@@ -183,3 +183,44 @@ func BenchmarkSyncStepVsFsync(b *testing.B) {
 	b.ReportMetric(float64(steps)/float64(syncs), "ratio")
 
 }
+
+// computeScript is Starlark work without builtin calls: string building,
+// dict and list churn, and a moderate live data set the memory guard has
+// to walk.
+const computeScript = `
+def main(input):
+    keep = {}
+    total = 0
+    for i in range(input):
+        s = "item-" + str(i)
+        keep[i % 5000] = [s, s.upper(), {"n": i}]
+        total += len([c for c in s.elems() if c != "-"])
+    return total
+`
+
+// BenchmarkGuard compares the step rate of a compute-heavy script with the
+// memory and compute guards on (the defaults) and off, in alternating
+// rounds (run with -count). Issue 10 asks the bound to cost under 5%.
+func BenchmarkGuard(b *testing.B) {
+	for _, mode := range []struct {
+		name     string
+		mem      int64
+		computeT time.Duration
+	}{{"on", 0, 0}, {"off", -1, -1}} {
+		b.Run(mode.name, func(b *testing.B) {
+			e := runtest.New(b, func(o *runtime.Options) {
+				o.Clock = time.Now
+				o.Logger = zerolog.Nop()
+				o.MaxMemory, o.MaxCompute = mode.mem, mode.computeT
+				o.MaxSteps = 1 << 62
+			})
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				out, err := e.RT.Start(bg, runtime.StartRequest{ID: fmt.Sprint("g", i), Script: "wf.star", Sources: map[string][]byte{"wf.star": []byte(computeScript)}, Input: []byte("20000")})
+				if err != nil || out.Status != journal.StatusCompleted {
+					b.Fatalf("%+v %v", out, err)
+				}
+			}
+		})
+	}
+}

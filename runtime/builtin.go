@@ -48,6 +48,14 @@ type Builtin struct {
 	// redaction. Redact must not modify its inputs.
 	Redact func(args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Tuple, []starlark.Tuple)
 
+	// Pure declares that Fn has no effect outside the run (now, uuid,
+	// random, sleep): its call.started record is kept in memory and
+	// written with its outcome. Other builtins (the default: http, llm,
+	// host functions) have their call.started record written before Fn
+	// runs, so that after a crash during the call the journal says it was
+	// in flight (it runs again, with the same key). See spec/replay.md.
+	Pure bool
+
 	// Accept, if set, is consulted when a message (an answer, a signal) is
 	// sent to a run that waits in this builtin. It returns an error to
 	// refuse the message (it is then not stored, and the sender is told
@@ -138,7 +146,7 @@ func (c *Call) Messages(ctx context.Context, kind, name string) ([]journal.Messa
 	}
 	var out []journal.Message
 	for _, m := range all {
-		if m.Kind != kind || (name != "" && m.Name != name) || c.run.consumed[m.Seq] || slices.Contains(c.consumed, m.Seq) {
+		if m.Kind != kind || (name != "" && m.Name != name) || c.run.cur.consumed[m.Seq] || slices.Contains(c.consumed, m.Seq) {
 			continue
 		}
 		out = append(out, m)
@@ -198,7 +206,14 @@ func (c *Call) GoArgs() ([]any, map[string]any, error) {
 
 // Secret resolves a secret reference to its value at the moment of use.
 // The value must never be returned in a result, logged or put in an error.
+// If Options.CheckSecret refuses the name, Secret fails without resolving
+// it.
 func (c *Call) Secret(s Secret) (string, error) {
+	if check := c.rt.opts.CheckSecret; check != nil {
+		if err := check(s.Name); err != nil {
+			return "", Permanent("secret", fmt.Errorf("secret %s: %w", s.Name, err))
+		}
+	}
 	v, err := c.rt.opts.Secrets(s.Name)
 	if err != nil {
 		return "", Permanent("secret", fmt.Errorf("secret %s: %w", s.Name, err))

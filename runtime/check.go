@@ -65,16 +65,18 @@ func (rt *Runtime) Check(ctx context.Context, id, script string, sources map[str
 }
 
 func (rt *Runtime) check(ctx context.Context, meta *journal.Run, recs []journal.Record, script string, sources map[string][]byte) (*CheckReport, *journal.Manifest, error) {
-	r := &run{rt: rt, id: meta.ID, dry: true, finished: make(chan struct{}), wake: make(chan struct{}, 1)}
-	if err := r.load(meta, recs); err != nil {
+	r := &run{rt: rt, id: meta.ID, dry: true}
+	cur, err := newCursor(meta.ID, recs, nil, rt.now)
+	if err != nil {
 		return nil, nil, err
 	}
+	r.cur = cur
 	req := StartRequest{Script: ScriptName(script), Sources: sources}
 	files, err := readScripts(req)
 	if err != nil {
 		return nil, nil, err
 	}
-	prog, err := rt.compileAll(req.Script, files, r.started.Dialect)
+	prog, err := rt.compileAll(req.Script, files, r.cur.started.Dialect)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -89,7 +91,7 @@ func (rt *Runtime) check(ctx context.Context, meta *journal.Run, recs []journal.
 	r.log = zerolog.Nop()
 
 	_, runErr := r.runMain()
-	rep := &CheckReport{RunID: meta.ID, Replayed: r.stats.Replayed, Journaled: r.recordedCompleted}
+	rep := &CheckReport{RunID: meta.ID, Replayed: r.stats.Replayed, Journaled: r.cur.recordedCompleted}
 	switch f := r.fatal.(type) {
 	case *reachedLive:
 		rep.OK = true
@@ -118,7 +120,7 @@ func (rt *Runtime) check(ctx context.Context, meta *journal.Run, recs []journal.
 		}
 		return rep, manifest, nil
 	}
-	if r.consumedCompleted < r.recordedCompleted {
+	if r.cur.consumedCompleted < r.cur.recordedCompleted {
 		rep.Divergence = r.removedDivergence()
 		return rep, manifest, nil
 	}
@@ -141,18 +143,18 @@ func callerPosOf(ee *starlark.EvalError) string {
 // use the new code. It returns the check's report, with ErrCheckFailed if
 // the run was not moved.
 func (rt *Runtime) Migrate(ctx context.Context, id, script string, sources map[string][]byte) (*CheckReport, error) {
-	claim, err := rt.claim(id)
+	l := rt.lifecycle(id)
+	defer l.release()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.exec != nil {
+		return nil, fmt.Errorf("run %s: %w in this process", id, ErrBusy)
+	}
+	meta, err := l.loadLocked(ctx)
 	if err != nil {
 		return nil, err
 	}
-	defer rt.release(id, claim)
-	meta, err := rt.store.Run(ctx, id)
-	if errors.Is(err, journal.ErrNotFound) {
-		return nil, errNoRun(id)
-	}
-	if err != nil {
-		return nil, err
-	}
+	meta = cloneRun(meta)
 	if meta.Status.Final() {
 		return nil, &InvalidError{Msg: fmt.Sprintf("run %s is %s; only unfinished runs move to new code", id, meta.Status), Code: CodeConflict}
 	}
@@ -181,10 +183,9 @@ func (rt *Runtime) Migrate(ctx context.Context, id, script string, sources map[s
 	if err != nil {
 		return nil, err
 	}
-	meta.Script = manifest.Entry
-	meta.ScriptHash = manifestHash(*manifest)
-	meta.UpdatedAt = rt.now().UTC()
-	if err := rt.store.Append(ctx, id, []journal.Record{rec}, meta, true); err != nil {
+	l.meta.Script = manifest.Entry
+	l.meta.ScriptHash = manifestHash(*manifest)
+	if err := l.writeLocked(ctx, []journal.Record{rec}, true); err != nil {
 		return nil, err
 	}
 	return rep, nil

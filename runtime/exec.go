@@ -7,10 +7,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -25,61 +23,39 @@ const (
 	branchKey = "starflow.branch"
 )
 
-// run is one execution of a run: created by claim, discarded when the
-// execution ends. Everything but cancel state is owned by the goroutine
-// executing the script.
+// run is one execution of a run: created when an execution starts,
+// discarded when it ends. It is owned by the goroutine executing the
+// script; what other goroutines may ask of it (cancel, wake) goes through
+// its lifecycle.
 type run struct {
-	rt       *Runtime
-	id       string
-	finished chan struct{}
-	wake     chan struct{}
+	rt  *Runtime
+	id  string
+	lc  *lifecycle // nil for a replay check
+	cur *cursor
 
 	parent  context.Context // the caller's context: its end is an interrupt
 	ctx     context.Context // parent, also cancelled by Cancel
 	stopCtx context.CancelFunc
 
-	meta    *journal.Run
-	started journal.RunStarted
 	prog    *compiled
 	thread  *starlark.Thread
 	modules map[string]*moduleEntry
 	log     zerolog.Logger
 
-	index             map[string]*recordedCall
-	recordedCompleted int // call.completed records in the journal
-	consumedCompleted int // of those, how many this execution has replayed
-	recordedStarted   int // call.started records in the journal
-	consumedStarted   int // of those, how many steps this execution reached
-	nextSeq           uint64
-	pending           []journal.Record
-	calls             int
-	lastPos           string // position of the last replayed call
-	main              *branch
-	fatal             error
-	stats             ExecStats
+	calls   int
+	lastPos string // position of the last replayed call
+	main    *branch
+	fatal   error
+	stats   ExecStats
 
-	cancelMu    sync.Mutex // guards cancelBy, currentWait and progress, read by other goroutines
-	cancelBy    string
-	currentWait *journal.Waiting // while waiting in process
-	resumeWait  *journal.Waiting // the wait this execution resumes, until its call is reached again
-	progress    json.RawMessage
-
-	dry bool // a replay check: answer calls from the journal only, write nothing
-
-	values    map[string]any  // run-scoped settings (SetRunValue)
-	consumed  map[uint64]bool // inbox messages consumed by completed calls
-	metaDirty bool            // meta changed since the last write (progress)
+	dry    bool           // a replay check: answer calls from the journal only, write nothing
+	values map[string]any // run-scoped settings (SetRunValue)
+	guard  *guard         // steps, memory and compute limits
 }
 
 type moduleEntry struct {
 	globals starlark.StringDict
 	err     error
-}
-
-type recordedCall struct {
-	started   *journal.CallStarted
-	waiting   *journal.CallWaiting
-	completed *journal.CallCompleted
 }
 
 // branch numbers the calls of one thread of execution. The main thread's
@@ -100,7 +76,11 @@ func (b *branch) next() string {
 
 // fatal conditions: they end the execution and cannot be caught by attempt().
 
-type suspended struct{ waiting *journal.Waiting }
+// suspended: the run's wait is committed (the execution has ended).
+type suspended struct {
+	waiting *journal.Waiting
+	meta    *journal.Run
+}
 
 func (s *suspended) Error() string { return "run suspended: " + s.waiting.Reason }
 
@@ -122,8 +102,9 @@ func (c *cancelled) Error() string { return "run cancelled by " + c.by }
 
 // LimitError reports a run that exceeded one of its limits.
 type LimitError struct {
-	Limit string // "steps" or "calls"
-	Max   uint64
+	Limit string // "steps", "calls", "memory" or "compute"
+	Max   uint64 // the limit: a count, bytes, or nanoseconds
+	Used  int64  // memory: the bytes measured
 	Pos   string
 }
 
@@ -131,6 +112,10 @@ func (e *LimitError) Error() string {
 	switch e.Limit {
 	case "steps":
 		return fmt.Sprintf("run exceeded its limit of %d execution steps (does it loop forever? raise the limit with --max-steps or Options.MaxSteps)", e.Max)
+	case "memory":
+		return fmt.Sprintf("run exceeded its memory limit: its values hold %s, more than %s (does it accumulate data it does not need? raise the limit with --max-memory or Options.MaxMemory)", formatBytes(e.Used), formatBytes(int64(e.Max)))
+	case "compute":
+		return fmt.Sprintf("run computed for more than %s without calling a builtin (does it loop forever, or work on very large values? raise the limit with --max-compute or Options.MaxCompute)", time.Duration(e.Max))
 	default:
 		return fmt.Sprintf("run exceeded its limit of %d builtin calls (raise it with --max-calls or Options.MaxCalls)", e.Max)
 	}
@@ -170,25 +155,43 @@ func (r *run) setFatal(err error) error {
 	return r.fatal
 }
 
+// requestCancel stops the execution: its context ends, so an in-flight
+// call is interrupted, and the interpreter stops at its next step. The
+// lifecycle calls it, under its lock.
 func (r *run) requestCancel(by string) {
-	r.cancelMu.Lock()
-	if r.cancelBy == "" {
-		r.cancelBy = by
+	if r.stopCtx != nil {
+		r.stopCtx()
 	}
-	stop, thread := r.stopCtx, r.thread
-	r.cancelMu.Unlock()
-	if stop != nil {
-		stop()
-	}
-	if thread != nil {
-		thread.Cancel("cancelled by " + by)
+	if r.thread != nil {
+		r.thread.Cancel("cancelled by " + by)
 	}
 }
 
+// cancelRequested returns who asked to cancel the run, if anyone did.
 func (r *run) cancelRequested() string {
-	r.cancelMu.Lock()
-	defer r.cancelMu.Unlock()
-	return r.cancelBy
+	if r.lc == nil {
+		return ""
+	}
+	r.lc.mu.Lock()
+	defer r.lc.mu.Unlock()
+	return r.lc.cancelBy
+}
+
+// publish makes the execution's context and thread reachable by Cancel.
+func (r *run) publish(stop context.CancelFunc, thread *starlark.Thread) (cancelledBy string) {
+	if r.lc == nil {
+		r.stopCtx, r.thread = stop, thread
+		return ""
+	}
+	r.lc.mu.Lock()
+	defer r.lc.mu.Unlock()
+	if stop != nil {
+		r.stopCtx = stop
+	}
+	if thread != nil {
+		r.thread = thread
+	}
+	return r.lc.cancelBy
 }
 
 // execute replays and continues a run. resumed says whether this is a
@@ -197,127 +200,58 @@ func (rt *Runtime) execute(ctx context.Context, id string, resumed bool) (*Outco
 	if rt.draining() {
 		return nil, ErrInterrupted
 	}
-	r, err := rt.claim(id)
+	l := rt.lifecycle(id)
+	defer l.release()
+	r := &run{rt: rt, id: id, lc: l}
+	meta, claimed, err := l.begin(ctx, r)
 	if err != nil {
 		return nil, err
 	}
-	defer rt.release(id, r)
-
-	meta, err := rt.store.Run(ctx, id)
-	if err != nil {
-		return nil, err
-	}
-	if meta.Status.Final() {
+	if !claimed {
 		return outcomeOf(meta), nil
 	}
 	recs, err := rt.store.Records(ctx, id, 1)
 	if err != nil {
+		l.abandon()
 		return nil, err
 	}
-	if err := r.load(meta, recs); err != nil {
+	if r.cur, err = newCursor(id, recs, l, rt.now); err != nil {
+		l.abandon()
 		return nil, err
 	}
-	r.prog, err = rt.program(ctx, r.started.Script, r.started.Dialect)
+	if r.prog, err = rt.program(ctx, r.cur.started.Script, r.cur.started.Dialect); err != nil {
+		l.abandon()
+		return nil, err
+	}
+	// A run created but never executed (a server's Create, then a
+	// worker's Resume) starts now rather than resumes.
+	resumed = resumed && len(recs) > 1
+	quarantined, err := l.started(r.cur, resumed)
 	if err != nil {
+		l.abandon()
 		return nil, err
+	}
+	if quarantined {
+		out := outcomeOf(l.snapshot())
+		r.rt.log.Error().Str("run", id).Str("reason", out.Error.Message).Msg("run quarantined")
+		return out, nil
 	}
 
 	r.parent = ctx
 	runCtx, stopCtx := context.WithCancel(ctx)
 	defer stopCtx()
-	r.cancelMu.Lock()
-	r.ctx, r.stopCtx = runCtx, stopCtx
-	by := r.cancelBy
-	r.cancelMu.Unlock()
-	if by != "" {
+	r.ctx = runCtx
+	if by := r.publish(stopCtx, nil); by != "" {
 		stopCtx() // cancelled before it got this far
 	}
 	r.log = rt.log.With().Str("run", id).Logger()
-
-	if meta.Status == journal.StatusWaiting {
-		r.cancelMu.Lock()
-		r.resumeWait = meta.Waiting
-		r.cancelMu.Unlock()
-	}
-	// A run created but never executed (a server's Create, then a
-	// worker's Resume) starts now rather than resumes.
-	resumed = resumed && len(recs) > 1
 	if resumed {
-		host := hostname()
-		r.add(journal.TypeRunResumed, journal.RunResumed{PID: os.Getpid(), Host: host})
-		r.meta.Status = journal.StatusRunning
-		r.meta.Waiting = nil
-		if err := r.flush(false, true); err != nil {
-			return nil, err
-		}
-	}
-
-	if resumed {
-		r.log.Info().Str("script", r.started.Script.Entry).Int("journaled_calls", r.recordedCompleted).Msg("run resumed")
+		r.log.Info().Str("script", r.cur.started.Script.Entry).Int("journaled_calls", r.cur.recordedCompleted).Msg("run resumed")
 	} else {
-		r.log.Info().Str("script", r.started.Script.Entry).Msg("run started")
+		r.log.Info().Str("script", r.cur.started.Script.Entry).Msg("run started")
 	}
 	result, err := r.runMain()
 	return r.finish(result, err)
-}
-
-// load indexes the recorded calls.
-func (r *run) load(meta *journal.Run, recs []journal.Record) error {
-	r.meta = meta
-	if len(recs) == 0 || recs[0].Type != journal.TypeRunStarted {
-		return &journal.CorruptError{RunID: r.id, Seq: 1, Reason: "the journal does not begin with a run.started record"}
-	}
-	if err := recs[0].Decode(&r.started); err != nil {
-		return err
-	}
-	r.index = make(map[string]*recordedCall)
-	r.consumed = make(map[uint64]bool)
-	r.cancelMu.Lock()
-	r.progress = meta.Progress
-	r.cancelMu.Unlock()
-	for _, rec := range recs[1:] {
-		switch rec.Type {
-		case journal.TypeRunMigrated:
-			var rm journal.RunMigrated
-			if err := rec.Decode(&rm); err != nil {
-				return err
-			}
-			r.started.Script = rm.Script
-		case journal.TypeCallStarted:
-			cs, err := rec.DecodeCallStarted()
-			if err != nil {
-				return err
-			}
-			r.index[cs.Step] = &recordedCall{started: &cs}
-			r.recordedStarted++
-		case journal.TypeCallWaiting:
-			var cw journal.CallWaiting
-			if err := rec.Decode(&cw); err != nil {
-				return err
-			}
-			rc := r.index[cw.Step]
-			if rc == nil {
-				return &journal.CorruptError{RunID: r.id, Seq: rec.Seq, Reason: "call.waiting for step " + cw.Step + " without call.started"}
-			}
-			rc.waiting = &cw
-		case journal.TypeCallCompleted:
-			cc, err := rec.DecodeCallCompleted()
-			if err != nil {
-				return err
-			}
-			rc := r.index[cc.Step]
-			if rc == nil {
-				return &journal.CorruptError{RunID: r.id, Seq: rec.Seq, Reason: "call.completed for step " + cc.Step + " without call.started"}
-			}
-			rc.completed = &cc
-			r.recordedCompleted++
-			for _, seq := range cc.Consumed {
-				r.consumed[seq] = true
-			}
-		}
-	}
-	r.nextSeq = uint64(len(recs)) + 1
-	return nil
 }
 
 func (r *run) runMain() (starlark.Value, error) {
@@ -331,20 +265,9 @@ func (r *run) runMain() (starlark.Value, error) {
 	thread.SetLocal(runKey, r)
 	r.main = &branch{}
 	thread.SetLocal(branchKey, r.main)
-	maxSteps := r.started.Limits.MaxSteps
-	if maxSteps == 0 {
-		maxSteps = r.rt.opts.MaxSteps
-	}
-	thread.SetMaxExecutionSteps(maxSteps)
-	thread.OnMaxSteps = func(th *starlark.Thread) {
-		r.setFatal(&LimitError{Limit: "steps", Max: maxSteps, Pos: callerPos(th, 0)})
-		th.Cancel("too many steps")
-	}
-	r.cancelMu.Lock()
-	r.thread = thread
-	by := r.cancelBy
-	r.cancelMu.Unlock()
-	if by != "" {
+	r.guard = newGuard(r, thread)
+	defer r.guard.stop()
+	if by := r.publish(nil, thread); by != "" {
 		thread.Cancel("cancelled by " + by)
 	}
 	stop := context.AfterFunc(r.ctx, func() { thread.Cancel("interrupted") })
@@ -359,7 +282,7 @@ func (r *run) runMain() (starlark.Value, error) {
 	if !ok {
 		return nil, fmt.Errorf("%s: main is not a function", r.prog.entry)
 	}
-	input, err := value.FromJSON(r.started.Input)
+	input, err := value.FromJSON(r.cur.started.Input)
 	if err != nil {
 		return nil, fmt.Errorf("decode input: %w", err)
 	}
@@ -412,60 +335,8 @@ func callerPos(thread *starlark.Thread, depth int) string {
 	return ""
 }
 
-// replaying reports whether the execution is still behind the journal: a
-// call the journal holds (completed, waiting or in flight) is still ahead.
-func (r *run) replaying() bool { return r.consumedStarted < r.recordedStarted }
-
-// add buffers a record; flush writes buffered records.
-func (r *run) add(t journal.Type, payload any) {
-	rec, err := journal.NewRecord(r.nextSeq, t, r.rt.now().UTC(), payload)
-	if err != nil {
-		// Payloads are our own types; failing to encode them is a bug.
-		panic(err)
-	}
-	r.nextSeq++
-	r.pending = append(r.pending, rec)
-}
-
-// flush writes pending records (and the metadata, if withMeta).
-func (r *run) flush(durable, withMeta bool) error {
-	if r.dry {
-		r.pending = r.pending[:0]
-		return nil
-	}
-	withMeta = withMeta || r.metaDirty
-	if len(r.pending) == 0 && !withMeta {
-		return nil
-	}
-	var meta *journal.Run
-	if withMeta {
-		r.meta.UpdatedAt = r.rt.now().UTC()
-		meta = r.meta
-	}
-	// Writes must land even when the run's context is cancelled (an
-	// interrupt still saves what was done).
-	ctx := context.WithoutCancel(r.parent)
-	if err := r.rt.store.Append(ctx, r.id, r.pending, meta, durable); err != nil {
-		return &storeFailure{err}
-	}
-	r.pending = r.pending[:0]
-	if withMeta {
-		r.metaDirty = false
-	}
-	return nil
-}
-
-// flushCall makes a call's records as durable as the run's mode asks.
-func (r *run) flushCall() error {
-	switch r.started.Durability {
-	case journal.DurabilityExit:
-		return nil
-	case journal.DurabilityAsync:
-		return r.flush(false, false)
-	default:
-		return r.flush(true, false)
-	}
-}
+// replaying reports whether the execution is still behind the journal.
+func (r *run) replaying() bool { return r.cur.replaying() }
 
 // canonicalArgs returns the journal form of a call's arguments and their
 // digest.
@@ -512,6 +383,13 @@ func (r *run) call(thread *starlark.Thread, b *Builtin, args starlark.Tuple, kwa
 	if r.fatal != nil {
 		return nil, r.fatal
 	}
+	if le := r.guard.exceeded(callerPos(thread, 1)); le != nil {
+		return nil, r.setFatal(le)
+	}
+	// Computation stops here: a builtin call is not the script's
+	// computing, whatever it waits for.
+	r.guard.pause()
+	defer r.guard.resume()
 	if by := r.cancelRequested(); by != "" {
 		return nil, r.setFatal(&cancelled{by})
 	}
@@ -521,7 +399,7 @@ func (r *run) call(thread *starlark.Thread, b *Builtin, args starlark.Tuple, kwa
 	}
 	pos := callerPos(thread, 1)
 	r.calls++
-	maxCalls := r.started.Limits.MaxCalls
+	maxCalls := r.cur.started.Limits.MaxCalls
 	if maxCalls == 0 {
 		maxCalls = r.rt.opts.MaxCalls
 	}
@@ -537,42 +415,37 @@ func (r *run) call(thread *starlark.Thread, b *Builtin, args starlark.Tuple, kwa
 	if err != nil {
 		return nil, err
 	}
-
-	rec := r.index[step]
-	if rec != nil {
-		r.consumedStarted++
-		if rec.started.Builtin != b.Name || rec.started.Digest != digest {
-			reason := "different arguments"
-			if rec.started.Builtin != b.Name {
-				reason = "a different builtin"
-			}
-			return nil, r.setFatal(&DivergenceError{
-				RunID: r.id, Step: step,
-				Recorded: describeCall(rec.started.Builtin, rec.started.Args), RecordedPos: rec.started.Pos,
-				Got: describeCall(b.Name, jargs), GotPos: pos, Reason: reason,
-			})
+	if len(jargs) > journal.MaxRecordBytes {
+		// Refused before anything happens, so a replay refuses it again
+		// at the same place.
+		return nil, &CallError{Builtin: b.Name, Kind: "too_large", Message: fmt.Sprintf("%s: its arguments are %d bytes in journal form, more than the journal's limit of %d bytes", b.Name, len(jargs), journal.MaxRecordBytes)}
+	}
+	rec, err := r.cur.match(step, b.Name, digest, pos, func() string { return describeCall(b.Name, jargs) })
+	if err != nil {
+		return nil, r.setFatal(err)
+	}
+	if rec != nil && rec.completed != nil {
+		r.stats.Replayed++
+		r.lastPos = pos
+		r.callEvent(CallEvent{Step: step, Builtin: b.Name, Outcome: "replayed"})
+		return r.resultOf(b.Name, rec.completed)
+	}
+	if r.dry {
+		return nil, r.setFatal(&reachedLive{step: step, builtin: b.Name, pos: pos})
+	}
+	if rec == nil {
+		if h := r.rt.opts.BeforeCall; h != nil {
+			h(r.id, step)
 		}
-		if rec.completed != nil {
-			r.consumedCompleted++
-			r.stats.Replayed++
-			r.lastPos = pos
-			r.callEvent(CallEvent{Step: step, Builtin: b.Name, Outcome: "replayed"})
-			return r.resultOf(b.Name, rec.completed)
+		cs := journal.CallStarted{Step: step, Builtin: b.Name, Args: jargs, Digest: digest, Key: r.id + "/" + step, Pos: pos}
+		if err := r.cur.start(cs, b.Pure); err != nil {
+			return nil, r.setFatal(err)
 		}
-		// Started (and perhaps waiting) but never completed: the process
-		// stopped during this call. Run it again, with the same key.
-		if r.dry {
-			return nil, r.setFatal(&reachedLive{step: step, builtin: b.Name, pos: pos})
-		}
-	} else {
-		if r.dry {
-			return nil, r.setFatal(&reachedLive{step: step, builtin: b.Name, pos: pos})
-		}
-		r.add(journal.TypeCallStarted, journal.CallStarted{
-			Step: step, Builtin: b.Name, Args: jargs, Digest: digest, Key: r.id + "/" + step, Pos: pos,
-		})
 		rec = &recordedCall{}
 	}
+	// Otherwise the call was started (perhaps waiting) but never
+	// completed: the process stopped during it. It runs again, with the
+	// same key.
 	return r.live(b, step, pos, args, kwargs, rec)
 }
 
@@ -604,7 +477,7 @@ func (r *run) live(b *Builtin, step, pos string, args starlark.Tuple, kwargs []s
 		// from the attempt that was due, after what is left of the wait.
 		n, attempts, c.state, c.Started = w.Retry.Attempt, w.Retry.Attempts, w.Retry.State, w.Retry.Started
 		c.Wait = nil // a wait between attempts is the runtime's, not the builtin's
-		if !r.waitRetry(c, b, pos, w, n) {
+		if !r.waitRetry(c, b, pos, w) {
 			return nil, r.fatal
 		}
 	}
@@ -613,14 +486,16 @@ func (r *run) live(b *Builtin, step, pos string, args starlark.Tuple, kwargs []s
 	for ; ; n++ {
 		c.Attempt = n
 		t0 := r.rt.now()
+		seen := r.lc.inbox() // before the builtin looks at the inbox
 		var err error
 		v, err = b.Fn(r.ctx, c)
 		var s *Suspend
 		for errors.As(err, &s) {
-			again, serr := r.suspend(c, b, s, pos)
+			again := r.suspend(c, b, s, pos, seen)
 			if !again {
-				return nil, serr
+				return nil, r.fatal
 			}
+			seen = r.lc.inbox()
 			v, err = b.Fn(r.ctx, c)
 		}
 		if err == nil {
@@ -669,7 +544,7 @@ func (r *run) live(b *Builtin, step, pos string, args starlark.Tuple, kwargs []s
 				Until:  &until,
 				Retry:  &journal.RetryWait{Attempt: n + 1, State: state, Attempts: attempts, Started: c.Started.UTC()},
 			}
-			if !r.waitRetry(c, b, pos, w, n+1) {
+			if !r.waitRetry(c, b, pos, w) {
 				return nil, r.fatal
 			}
 			c.state = state
@@ -685,9 +560,12 @@ func (r *run) live(b *Builtin, step, pos string, args starlark.Tuple, kwargs []s
 	cc := journal.CallCompleted{Step: step, Attempts: attempts, Detail: c.detail, Duration: r.rt.now().Sub(start), Consumed: c.consumed}
 	if failure == nil {
 		enc, err := value.Encode(v)
-		if err != nil {
+		switch {
+		case err != nil:
 			failure = &Error{Kind: "result", Message: fmt.Sprintf("%s returned a value that cannot be journaled: %v", b.Name, err)}
-		} else {
+		case len(enc) > journal.MaxRecordBytes:
+			failure = &Error{Kind: "result_too_large", Message: fmt.Sprintf("%s returned %d bytes in journal form, more than the journal's limit of %d bytes", b.Name, len(enc), journal.MaxRecordBytes)}
+		default:
 			cc.Result = enc
 		}
 	}
@@ -695,22 +573,15 @@ func (r *run) live(b *Builtin, step, pos string, args starlark.Tuple, kwargs []s
 		cc.Result = nil
 		cc.Error = &journal.CallError{Kind: failure.Kind, Message: failure.Message}
 	}
-	r.add(journal.TypeCallCompleted, cc)
-	if err := r.flushCall(); err != nil {
+	if err := r.cur.complete(cc, r.lc.progressed()); err != nil {
 		return nil, r.setFatal(err)
 	}
 	if h := r.rt.opts.AfterCall; h != nil {
 		h(r.id, step)
 	}
 	for _, seq := range c.consumed {
-		r.consumed[seq] = true
+		r.cur.consumed[seq] = true
 	}
-	r.cancelMu.Lock()
-	if r.resumeWait != nil && r.resumeWait.Step == step {
-		// The call the run was waiting in is done: it waits on nothing now.
-		r.resumeWait = nil
-	}
-	r.cancelMu.Unlock()
 	r.stats.Executed++
 	ev := CallEvent{Step: step, Builtin: b.Name, Outcome: "ok", Duration: cc.Duration, Attempts: c.Attempt}
 	if failure != nil {
@@ -721,39 +592,58 @@ func (r *run) live(b *Builtin, step, pos string, args starlark.Tuple, kwargs []s
 	return r.resultOf(b.Name, &cc)
 }
 
-// waitRetry waits until w.Until before attempt next of a call: in process
-// when the wait is short enough, else by journaling w and suspending the
-// run. It reports false when the execution must stop (r.fatal says why).
-func (r *run) waitRetry(c *Call, b *Builtin, pos string, w *journal.CallWaiting, next int) bool {
+// waitRetry waits until w.Until before the next attempt of a call: in
+// process when the wait is short enough, else by journaling w and
+// suspending the run. It reports false when the execution must stop
+// (r.fatal says why).
+func (r *run) waitRetry(c *Call, b *Builtin, pos string, w *journal.CallWaiting) bool {
 	d := w.Until.Sub(r.rt.now())
 	if d <= 0 {
 		return true
 	}
 	waiting := &journal.Waiting{Step: c.Step, Builtin: b.Name, Reason: w.Reason, Until: w.Until, Pos: pos, Retry: true}
 	if max := r.rt.opts.MaxInlineWait; max >= 0 && d <= max {
-		r.setCurrentWait(waiting)
+		r.lc.enterWait(waiting, 0, false)
 		ok := r.pause(d)
-		r.setCurrentWait(nil)
+		r.lc.leaveWait()
 		if !ok {
 			r.stopped()
 			return false
 		}
 		return true
 	}
-	if rec := r.index[c.Step]; rec == nil || rec.waiting == nil || !sameWait(rec.waiting, w) {
-		r.add(journal.TypeCallWaiting, *w)
-		if err := r.flushCall(); err != nil {
+	if rec := r.cur.index[c.Step]; rec == nil || rec.waiting == nil || !sameWait(rec.waiting, w) {
+		if err := r.cur.wait(*w); err != nil {
 			r.setFatal(err)
 			return false
 		}
 	}
-	r.setFatal(&suspended{waiting: waiting})
+	return r.commitWait(waiting, 0, false)
+}
+
+// commitWait suspends the run on waiting. It reports true when the
+// builtin must look at its inbox again instead (a message arrived since it
+// looked, at seen); otherwise the execution stops (r.fatal says why).
+func (r *run) commitWait(waiting *journal.Waiting, seen uint64, accepts bool) bool {
+	again, by, err := r.lc.commitWait(r.cur, waiting, seen, accepts)
+	switch {
+	case err != nil:
+		r.setFatal(err)
+	case by != "":
+		r.setFatal(&cancelled{by})
+	case again:
+		return true
+	default:
+		r.setFatal(&suspended{waiting: waiting, meta: r.lc.snapshot()})
+	}
 	return false
 }
 
 // suspend handles a builtin's request to wait. It reports whether Fn should
-// be called again now (after an in-process wait).
-func (r *run) suspend(c *Call, b *Builtin, s *Suspend, pos string) (bool, error) {
+// be called again now (after an in-process wait, or because a message
+// arrived); otherwise the execution stops (r.fatal says why). seen is the
+// run's inbox position before the builtin looked at its inbox.
+func (r *run) suspend(c *Call, b *Builtin, s *Suspend, pos string, seen uint64) bool {
 	w := journal.CallWaiting{Step: c.Step, Reason: s.Reason}
 	if !s.Until.IsZero() {
 		u := s.Until.UTC()
@@ -762,38 +652,42 @@ func (r *run) suspend(c *Call, b *Builtin, s *Suspend, pos string) (bool, error)
 	if s.Data != nil {
 		data, err := json.Marshal(s.Data)
 		if err != nil {
-			return false, r.setFatal(fmt.Errorf("%s: wait data cannot be journaled: %w", b.Name, err))
+			r.setFatal(fmt.Errorf("%s: wait data cannot be journaled: %w", b.Name, err))
+			return false
 		}
 		w.Data = data
 	}
 	if c.Wait == nil || !sameWait(c.Wait, &w) {
-		r.add(journal.TypeCallWaiting, w)
 		// The wait (a wake-up time, a question) is made as durable as a
-		// call result, so a resumed run does not wait anew. (In exit mode
-		// it is written with everything else when the run suspends.)
-		if err := r.flushCall(); err != nil {
-			return false, r.setFatal(err)
+		// call result, so a resumed run does not wait anew.
+		if err := r.cur.wait(w); err != nil {
+			r.setFatal(err)
+			return false
 		}
 		c.Wait = &w
 	}
 	waiting := &journal.Waiting{Step: c.Step, Builtin: b.Name, Reason: s.Reason, Until: w.Until, Pos: pos, Data: w.Data}
+	accepts := b.Accept != nil
 	// Waits for messages are not skipped under SkipWaits: the caller
 	// decides whether to answer them or move the clock (Runtime.Advance).
-	inline := !(r.rt.opts.SkipWaits && b.Accept != nil)
+	inline := !(r.rt.opts.SkipWaits && accepts)
 	if w.Until != nil && r.rt.opts.MaxInlineWait >= 0 && inline {
 		d := w.Until.Sub(r.rt.now())
 		if d <= r.rt.opts.MaxInlineWait {
-			r.callEvent(CallEvent{Step: c.Step, Builtin: b.Name, Outcome: "waiting", Wait: d})
-			r.setCurrentWait(waiting)
-			ok := r.pause(d)
-			r.setCurrentWait(nil)
-			if !ok {
-				return false, r.stopped()
+			if r.lc.enterWait(waiting, seen, accepts) {
+				return true // a message came: look again
 			}
-			return true, nil
+			r.callEvent(CallEvent{Step: c.Step, Builtin: b.Name, Outcome: "waiting", Wait: d})
+			ok := r.pause(d)
+			r.lc.leaveWait()
+			if !ok {
+				r.stopped()
+				return false
+			}
+			return true
 		}
 	}
-	return false, r.setFatal(&suspended{waiting: waiting})
+	return r.commitWait(waiting, seen, accepts)
 }
 
 // CallEvent describes what happened at a builtin call, for logs and
@@ -840,7 +734,8 @@ func sameWait(a, b *journal.CallWaiting) bool {
 	return a.Until == nil || a.Until.Equal(*b.Until)
 }
 
-// pause waits d, or until woken; false means the run was stopped.
+// pause waits d on the runtime's clock, or until woken; false means the
+// run was stopped.
 func (r *run) pause(d time.Duration) bool {
 	if d > 0 && r.rt.opts.SkipWaits {
 		r.rt.skip(d)
@@ -849,35 +744,7 @@ func (r *run) pause(d time.Duration) bool {
 	if d <= 0 {
 		return r.ctx.Err() == nil && !r.rt.draining()
 	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-r.wake:
-		return true
-	case <-r.ctx.Done():
-		return false
-	case <-r.rt.drain:
-		return false
-	}
-}
-
-func (r *run) setCurrentWait(w *journal.Waiting) {
-	r.cancelMu.Lock()
-	r.currentWait = w
-	r.cancelMu.Unlock()
-}
-
-// waitingNow is what the run waits on: the in-process wait, or the wait it
-// is resuming toward while it replays.
-func (r *run) waitingNow() *journal.Waiting {
-	r.cancelMu.Lock()
-	defer r.cancelMu.Unlock()
-	if r.currentWait != nil {
-		return r.currentWait
-	}
-	return r.resumeWait
+	return r.rt.opts.Sleep(r.ctx, d, r.lc.kick, r.rt.drain)
 }
 
 // stopped records why the run's context ended.
@@ -914,46 +781,47 @@ func (r *run) emitLog(thread *starlark.Thread, level zerolog.Level, msg string, 
 		}
 	}
 	ev.Msg(msg)
-	r.add(journal.TypeLog, journal.Log{Level: level.String(), Message: msg, Fields: enc, Pos: pos})
+	r.cur.add(journal.TypeLog, journal.Log{Level: level.String(), Message: msg, Fields: enc, Pos: pos})
 	return nil
 }
 
 // finish turns how main ended into the run's new state.
 func (r *run) finish(result starlark.Value, err error) (*Outcome, error) {
 	out := &Outcome{ID: r.id, Stats: r.stats}
+	if f, ok := r.fatal.(*suspended); ok {
+		// Committed at the call boundary; the execution is over.
+		out.Status, out.Waiting, out.Run = journal.StatusWaiting, f.waiting, f.meta
+		return out, nil
+	}
+	if r.fatal == nil && err != nil {
+		if le := r.guard.exceeded(evalPos(err)); le != nil {
+			r.fatal = le
+		}
+	}
 	if by := r.cancelRequested(); by != "" && (r.fatal != nil || err != nil) {
 		// Cancelled at a builtin boundary or mid-computation. (A script
 		// that returned before noticing is completed, not cancelled.)
 		return r.end(out, journal.StatusCancelled, nil, &journal.RunError{Kind: "cancelled", Message: "cancelled by " + by}, by)
 	}
 	switch f := r.fatal.(type) {
-	case *suspended:
-		r.meta.Status = journal.StatusWaiting
-		r.meta.Waiting = f.waiting
-		if err := r.flush(true, true); err != nil {
-			return nil, err
-		}
-		out.Status = journal.StatusWaiting
-		out.Waiting = f.waiting
-		out.Run = r.meta
-		return out, nil
+	case *cancelled:
+		return r.end(out, journal.StatusCancelled, nil, &journal.RunError{Kind: "cancelled", Message: "cancelled by " + f.by}, f.by)
 	case interrupted:
-		if ferr := r.flush(true, false); ferr != nil {
+		meta, ferr := r.lc.interrupt(r.cur)
+		if ferr != nil {
 			return nil, ferr
 		}
-		out.Status = journal.StatusRunning
-		out.Run = r.meta
+		out.Status, out.Run = journal.StatusRunning, meta
 		return out, ErrInterrupted
 	case *DivergenceError:
 		return r.end(out, journal.StatusDiverged, nil, &journal.RunError{Kind: "divergence", Message: f.Error(), Pos: f.GotPos}, "")
 	case *LimitError:
 		return r.end(out, journal.StatusFailed, nil, &journal.RunError{Kind: "limit", Message: f.Error(), Pos: f.Pos, Backtrace: backtrace(err)}, "")
-	case *storeFailure:
-		return nil, f
-	case *journal.CorruptError:
-		return nil, f
 	case nil:
 	default:
+		// The store failed, the journal is corrupt, or worse: nothing
+		// more is written; the run stays as the journal last says.
+		r.lc.abandon()
 		return nil, r.fatal
 	}
 	if err != nil {
@@ -975,7 +843,7 @@ func (r *run) finish(result starlark.Value, err error) (*Outcome, error) {
 		}
 		return r.end(out, journal.StatusFailed, nil, rerr, "")
 	}
-	if r.consumedCompleted < r.recordedCompleted {
+	if r.cur.consumedCompleted < r.cur.recordedCompleted {
 		// The script finished without making calls the journal holds.
 		return r.end(out, journal.StatusDiverged, nil, r.removedCall(), "")
 	}
@@ -983,36 +851,28 @@ func (r *run) finish(result starlark.Value, err error) (*Outcome, error) {
 	if jerr != nil {
 		return r.end(out, journal.StatusFailed, nil, &journal.RunError{Kind: "result", Message: "main returned a value that is not JSON: " + jerr.Error()}, "")
 	}
+	if len(res) > journal.MaxRecordBytes {
+		return r.end(out, journal.StatusFailed, nil, &journal.RunError{Kind: "result", Message: fmt.Sprintf("main returned %d bytes of JSON, more than the journal's limit of %d bytes", len(res), journal.MaxRecordBytes)}, "")
+	}
 	return r.end(out, journal.StatusCompleted, res, nil, "")
 }
 
 // removedDivergence describes the first recorded call, in step order, that
 // the script finished without making.
-func (r *run) removedDivergence() *DivergenceError {
-	best, bestN := "", -1
-	for step, rc := range r.index {
-		if rc.completed == nil {
-			continue
-		}
-		n, err := strconv.Atoi(step)
-		if err != nil {
-			continue
-		}
-		if n > r.main.n && (bestN < 0 || n < bestN) {
-			best, bestN = step, n
-		}
-	}
-	de := &DivergenceError{RunID: r.id, Step: best, Reason: "call removed"}
-	if rc := r.index[best]; rc != nil {
-		de.Recorded = describeCall(rc.started.Builtin, rc.started.Args)
-		de.RecordedPos = rc.started.Pos
-	}
-	return de
-}
+func (r *run) removedDivergence() *DivergenceError { return r.cur.removedDivergence(r.main.n) }
 
 func (r *run) removedCall() *journal.RunError {
 	de := r.removedDivergence()
 	return &journal.RunError{Kind: "divergence", Message: de.Error(), Pos: de.RecordedPos}
+}
+
+// evalPos is the script position where an evaluation error happened.
+func evalPos(err error) string {
+	var ee *starlark.EvalError
+	if errors.As(err, &ee) {
+		return callerPosOf(ee)
+	}
+	return ""
 }
 
 func backtrace(err error) string {
@@ -1025,17 +885,11 @@ func backtrace(err error) string {
 
 // end writes the run's final record.
 func (r *run) end(out *Outcome, status journal.Status, result json.RawMessage, rerr *journal.RunError, by string) (*Outcome, error) {
-	r.add(journal.TypeRunFinished, journal.RunFinished{Status: status, Result: result, Error: rerr, CancelledBy: by})
-	now := r.rt.now().UTC()
-	r.meta.Status = status
-	r.meta.Result = result
-	r.meta.Error = rerr
-	r.meta.Waiting = nil
-	r.meta.FinishedAt = &now
-	if err := r.flush(true, true); err != nil {
+	meta, err := r.lc.finish(r.cur, status, result, rerr, by)
+	if err != nil {
 		return nil, err
 	}
-	out.Status, out.Result, out.Error, out.Run = status, result, rerr, r.meta
+	out.Status, out.Result, out.Error, out.Run = status, result, rerr, meta
 	return out, nil
 }
 
@@ -1114,7 +968,8 @@ func RunValueOf(thread *starlark.Thread, key string) any {
 
 // SetProgress publishes a run's current state (the progress() builtin): it
 // is readable from outside at once (Runtime.Progress) and stored with the
-// run. It is not a step; a replay re-publishes without journaling again.
+// run. It is not a step; while the run replays, the value published later
+// (and stored) stays what others see.
 func SetProgress(thread *starlark.Thread, v starlark.Value) error {
 	r, _ := thread.Local(runKey).(*run)
 	if r == nil {
@@ -1124,14 +979,10 @@ func SetProgress(thread *starlark.Thread, v starlark.Value) error {
 	if err != nil {
 		return fmt.Errorf("progress: %w", err)
 	}
-	r.cancelMu.Lock()
-	r.progress = enc
-	r.cancelMu.Unlock()
-	if r.replaying() {
+	if r.replaying() || r.dry {
 		return nil
 	}
-	r.add(journal.TypeProgress, journal.Progress{Value: enc, Pos: callerPos(thread, 1)})
-	r.meta.Progress = enc
-	r.metaDirty = true
+	r.lc.setProgress(enc)
+	r.cur.add(journal.TypeProgress, journal.Progress{Value: enc, Pos: callerPos(thread, 1)})
 	return nil
 }

@@ -46,6 +46,13 @@ type Options struct {
 	MaxSteps uint64
 	MaxCalls int
 
+	// MaxMemory bounds the bytes of Starlark values one run holds (default
+	// 256 MiB; negative: no bound). MaxCompute bounds the time a run
+	// computes between two builtin calls (default 1 minute; negative: no
+	// bound). A run that exceeds either fails with a LimitError.
+	MaxMemory  int64
+	MaxCompute time.Duration
+
 	// MaxInlineWait is the longest wait (a sleep, a retry backoff) a run
 	// spends in-process; longer waits suspend the run (status waiting),
 	// holding no goroutine. Default 1 minute; negative suspends always.
@@ -58,9 +65,26 @@ type Options struct {
 	// control now() and sleep().
 	Clock func() time.Time
 
+	// Sleep is how the runtime waits in process (a short sleep, a backoff
+	// between attempts): it waits d on Clock's time and reports true, or
+	// returns early — true when wake receives (a message came), false when
+	// ctx ends or drain closes. The default uses a real timer; tests and
+	// simulations that drive Clock themselves replace it, so that every
+	// wait of every run is one they see.
+	Sleep func(ctx context.Context, d time.Duration, wake, drain <-chan struct{}) bool
+
 	// Secrets resolves secret("NAME") references when a builtin uses them
 	// (default: environment variables).
 	Secrets func(name string) (string, error)
+
+	// CheckSecret, if set, is asked before Secrets whenever a builtin
+	// resolves a secret (Call.Secret): it returns nil if runs may use the
+	// secret name, or an error saying it is not declared and how to
+	// declare it (never a value). Nil lets runs use every name Secrets
+	// resolves. Hosts that run untrusted or third-party scripts set it to
+	// an allowlist so that secret("ANY_VARIABLE") cannot read the
+	// process's whole environment.
+	CheckSecret func(name string) error
 
 	// SkipWaits makes every wait (sleep, timeout, backoff) end at once by
 	// moving the runtime's clock forward instead: for testing workflows
@@ -72,10 +96,20 @@ type Options struct {
 	// runs on the run's goroutine and must be quick.
 	OnCall func(CallEvent)
 
-	// AfterCall, if set, is called after a call's completion is journaled
-	// (as durably as the run's mode asks), before the script sees the
-	// result. starflow test uses it to crash at that exact point.
-	AfterCall func(runID, step string)
+	// BeforeCall, if set, is called when a call is about to run for the
+	// first time, before anything about it is journaled; AfterCall after
+	// its completion is journaled (as durably as the run's mode asks),
+	// before the script sees the result. starflow test uses them to crash
+	// at exactly those points.
+	BeforeCall func(runID, step string)
+	AfterCall  func(runID, step string)
+
+	// MaxCrashes quarantines a run after the process died this many times
+	// in a row while executing it without a new call completing (a script
+	// that exhausts memory and takes the process down, say): the run gets
+	// status quarantined and is left alone until Retry, so that other runs
+	// go on. Default 5; negative never quarantines.
+	MaxCrashes int
 }
 
 // Runtime executes and replays runs against a journal.Store. It is safe for
@@ -88,8 +122,9 @@ type Runtime struct {
 	predeclared starlark.StringDict
 	log         zerolog.Logger
 
-	mu     sync.Mutex
-	active map[string]*run
+	mu       sync.Mutex
+	runs     map[string]*lifecycle // runs someone in this process works with
+	instance string                // this runtime's identity in Run.Executing
 
 	progMu sync.Mutex
 	progs  map[string]*compiled // compile cache by blob hash + dialect
@@ -106,6 +141,9 @@ const (
 	DefaultMaxSteps      = 100_000_000
 	DefaultMaxCalls      = 100_000
 	DefaultMaxInlineWait = time.Minute
+	DefaultMaxCrashes    = 5
+	DefaultMaxMemory     = 256 << 20
+	DefaultMaxCompute    = time.Minute
 )
 
 // New returns a Runtime over store.
@@ -116,17 +154,29 @@ func New(store journal.Store, opts Options) (*Runtime, error) {
 	if opts.MaxCalls == 0 {
 		opts.MaxCalls = DefaultMaxCalls
 	}
+	if opts.MaxMemory == 0 {
+		opts.MaxMemory = DefaultMaxMemory
+	}
+	if opts.MaxCompute == 0 {
+		opts.MaxCompute = DefaultMaxCompute
+	}
 	if opts.MaxInlineWait == 0 {
 		opts.MaxInlineWait = DefaultMaxInlineWait
 	}
 	if opts.Durability == "" {
 		opts.Durability = journal.DurabilitySync
 	}
+	if opts.MaxCrashes == 0 {
+		opts.MaxCrashes = DefaultMaxCrashes
+	}
 	if _, err := journal.ParseDurability(string(opts.Durability)); err != nil {
 		return nil, err
 	}
 	if opts.Clock == nil {
 		opts.Clock = time.Now
+	}
+	if opts.Sleep == nil {
+		opts.Sleep = timerSleep
 	}
 	if opts.Secrets == nil {
 		opts.Secrets = EnvSecrets
@@ -136,7 +186,8 @@ func New(store journal.Store, opts Options) (*Runtime, error) {
 		opts:     opts,
 		builtins: make(map[string]*Builtin),
 		log:      opts.Logger,
-		active:   make(map[string]*run),
+		runs:     make(map[string]*lifecycle),
+		instance: NewID(),
 		progs:    make(map[string]*compiled),
 		drain:    make(chan struct{}),
 	}
@@ -500,19 +551,9 @@ func (rt *Runtime) existing(ctx context.Context, existing *journal.Run, req Star
 }
 
 // Resume continues a run: it replays the journal and goes on live from where
-// the run stopped. On a finished run it returns the recorded outcome and
-// executes nothing.
+// the run stopped. On a finished or quarantined run it returns the
+// recorded outcome and executes nothing.
 func (rt *Runtime) Resume(ctx context.Context, id string) (*Outcome, error) {
-	meta, err := rt.store.Run(ctx, id)
-	if errors.Is(err, journal.ErrNotFound) {
-		return nil, errNoRun(id)
-	}
-	if err != nil {
-		return nil, err
-	}
-	if meta.Status.Final() {
-		return outcomeOf(meta), nil
-	}
 	return rt.execute(ctx, id, true)
 }
 
@@ -521,74 +562,48 @@ func outcomeOf(meta *journal.Run) *Outcome {
 }
 
 // Cancel stops a run. A run executing in this runtime stops at its next
-// builtin boundary (an in-flight call's context is cancelled); a waiting or
-// interrupted run is cancelled at once. by names who asked (recorded in the
-// journal).
+// builtin boundary (an in-flight call's context is cancelled); a waiting,
+// interrupted or quarantined run is cancelled at once. by names who asked
+// (recorded in the journal).
 func (rt *Runtime) Cancel(ctx context.Context, id, by string) (*Outcome, error) {
-	rt.mu.Lock()
-	r := rt.active[id]
-	rt.mu.Unlock()
-	if r != nil {
-		r.requestCancel(by)
-		select {
-		case <-r.finished:
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
-		meta, err := rt.store.Run(ctx, id)
-		if err != nil {
-			return nil, err
-		}
-		return outcomeOf(meta), nil
-	}
-	meta, err := rt.store.Run(ctx, id)
-	if errors.Is(err, journal.ErrNotFound) {
-		return nil, errNoRun(id)
-	}
-	if err != nil {
+	l := rt.lifecycle(id)
+	defer l.release()
+	meta, err := l.cancel(ctx, by)
+	if meta == nil {
 		return nil, err
 	}
-	if meta.Status.Final() {
-		return outcomeOf(meta), &InvalidError{Msg: fmt.Sprintf("run %s is already %s", id, meta.Status), Code: CodeConflict}
-	}
-	// Claim the run so it cannot start executing while we cancel it.
-	claim, err := rt.claim(id)
-	if err != nil {
+	return outcomeOf(meta), err
+}
+
+// Retry releases a quarantined run (see Options.MaxCrashes): its status
+// becomes running again, with its crash count cleared, and the caller
+// resumes it. by names who asked (recorded in the journal).
+func (rt *Runtime) Retry(ctx context.Context, id, by string) (*Outcome, error) {
+	l := rt.lifecycle(id)
+	defer l.release()
+	meta, err := l.retry(ctx, by)
+	if meta == nil {
 		return nil, err
 	}
-	defer rt.release(id, claim)
-	recs, err := rt.store.Records(ctx, id, 1)
-	if err != nil {
-		return nil, err
-	}
-	now := rt.now().UTC()
-	rerr := &journal.RunError{Kind: "cancelled", Message: "cancelled by " + by}
-	rec, err := journal.NewRecord(uint64(len(recs))+1, journal.TypeRunFinished, now, journal.RunFinished{Status: journal.StatusCancelled, Error: rerr, CancelledBy: by})
-	if err != nil {
-		return nil, err
-	}
-	meta.Status = journal.StatusCancelled
-	meta.Error = rerr
-	meta.Waiting = nil
-	meta.UpdatedAt = now
-	meta.FinishedAt = &now
-	if err := rt.store.Append(ctx, id, []journal.Record{rec}, meta, true); err != nil {
-		return nil, err
-	}
-	return outcomeOf(meta), nil
+	return outcomeOf(meta), err
 }
 
 // Wake makes a run that is waiting in-process (a short sleep, a backoff)
 // re-check its wait now. It reports whether such a run was found.
 func (rt *Runtime) Wake(id string) bool {
 	rt.mu.Lock()
-	r := rt.active[id]
+	l := rt.runs[id]
 	rt.mu.Unlock()
-	if r == nil {
+	if l == nil {
+		return false
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.exec == nil {
 		return false
 	}
 	select {
-	case r.wake <- struct{}{}:
+	case l.kick <- struct{}{}:
 	default:
 	}
 	return true
@@ -613,18 +628,9 @@ func (rt *Runtime) draining() bool {
 // Progress returns the value a run last published with progress(): live for
 // a run executing in this runtime, else as stored.
 func (rt *Runtime) Progress(ctx context.Context, id string) (json.RawMessage, error) {
-	rt.mu.Lock()
-	r := rt.active[id]
-	rt.mu.Unlock()
-	if r != nil {
-		r.cancelMu.Lock()
-		p := r.progress
-		r.cancelMu.Unlock()
-		if p != nil {
-			return p, nil
-		}
-	}
-	meta, err := rt.store.Run(ctx, id)
+	l := rt.lifecycle(id)
+	defer l.release()
+	_, meta, err := l.current(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -634,92 +640,69 @@ func (rt *Runtime) Progress(ctx context.Context, id string) (json.RawMessage, er
 // Waiting returns what a run waits on now, whether it waits in this
 // process (a short wait) or is suspended; nil if it is not waiting.
 func (rt *Runtime) Waiting(ctx context.Context, id string) (*journal.Waiting, error) {
-	rt.mu.Lock()
-	r := rt.active[id]
-	rt.mu.Unlock()
-	if r != nil {
-		if w := r.waitingNow(); w != nil {
-			return w, nil
-		}
-		// Not waiting in process; or just starting to replay and not yet
-		// loaded: the stored state still says what it waits on.
-	}
-	meta, err := rt.store.Run(ctx, id)
-	if err != nil {
-		return nil, err
-	}
-	if meta.Status != journal.StatusWaiting {
-		return nil, nil
-	}
-	return meta.Waiting, nil
+	l := rt.lifecycle(id)
+	defer l.release()
+	w, _, err := l.current(ctx)
+	return w, err
 }
 
 // Send delivers a message to a run's inbox: an answer to the question the
 // run waits on, or a named signal (kept in order until the script waits for
 // it). An answer the waiting builtin refuses (not one of the choices, not
 // valid for the schema) is not stored: the error says why and the run
-// keeps waiting. Send reports whether the message ends the run's current
-// wait, in which case the caller should resume the run (a run waiting in
-// this process is woken directly).
-func (rt *Runtime) Send(ctx context.Context, id string, m journal.Message) (journal.Message, bool, error) {
+// keeps waiting. The Delivery says whether the message ends the run's
+// current wait and whether the caller should resume the run: a run
+// executing in this runtime acts on the message by itself, even one that
+// is just about to suspend.
+func (rt *Runtime) Send(ctx context.Context, id string, m journal.Message) (*Delivery, error) {
 	switch m.Kind {
 	case journal.MessageAnswer:
 	case journal.MessageSignal:
 		if !signalName.MatchString(m.Name) {
-			return m, false, invalidf("invalid signal name %q: use 1-128 characters from A-Z a-z 0-9 . _ -", m.Name)
+			return nil, invalidf("invalid signal name %q: use 1-128 characters from A-Z a-z 0-9 . _ -", m.Name)
 		}
 	default:
-		return m, false, invalidf("unknown message kind %q (want answer or signal)", m.Kind)
+		return nil, invalidf("unknown message kind %q (want answer or signal)", m.Kind)
 	}
 	if len(m.Value) == 0 {
 		m.Value = json.RawMessage("null")
 	}
 	v, err := compactJSON(m.Value)
 	if err != nil {
-		return m, false, invalidf("the value is not valid JSON: %v", err)
+		return nil, invalidf("the value is not valid JSON: %v", err)
+	}
+	if len(v) > journal.MaxRecordBytes {
+		return nil, invalidf("the value is %d bytes, more than the journal's limit of %d bytes", len(v), journal.MaxRecordBytes)
 	}
 	m.Value = v
-	meta, err := rt.store.Run(ctx, id)
-	if errors.Is(err, journal.ErrNotFound) {
-		return m, false, errNoRun(id)
+	l := rt.lifecycle(id)
+	defer l.release()
+	return l.send(ctx, m)
+}
+
+// Deliverable reports whether a waiting run has a message in its inbox,
+// delivered after its wait was committed, that ends the wait: a process
+// that died between delivering a message and resuming the run leaves it
+// so, and whoever recovers runs must resume it.
+func (rt *Runtime) Deliverable(ctx context.Context, meta *journal.Run) (bool, error) {
+	w := meta.Waiting
+	if meta.Status != journal.StatusWaiting || w == nil || w.Retry {
+		return false, nil
 	}
+	b := rt.builtins[w.Builtin]
+	if b == nil || b.Accept == nil {
+		return false, nil
+	}
+	msgs, err := rt.store.Inbox(ctx, meta.ID, w.Inbox+1)
 	if err != nil {
-		return m, false, err
+		return false, err
 	}
-	if meta.Status.Final() {
-		return m, false, &InvalidError{Msg: fmt.Sprintf("run %s is %s; it takes no more messages", id, meta.Status), Code: CodeConflict}
-	}
-	w, err := rt.Waiting(ctx, id)
-	if err != nil {
-		return m, false, err
-	}
-	var b *Builtin
-	if w != nil && !w.Retry {
-		b = rt.builtins[w.Builtin]
-	}
-	wake := false
-	if b != nil && b.Accept != nil {
-		wake, err = b.Accept(w, &m)
-		if err != nil {
-			return m, false, &InvalidError{Msg: fmt.Sprintf("%s rejected: %v; run %s keeps waiting", m.Kind, err, id), Code: CodeRejected}
+	for i := range msgs {
+		if ends, err := b.Accept(w, &msgs[i]); err == nil && ends {
+			return true, nil
 		}
 	}
-	if m.Kind == journal.MessageAnswer && !wake {
-		// Answers are for the question being asked now, not for later.
-		if w == nil {
-			return m, false, &InvalidError{Msg: fmt.Sprintf("run %s is not waiting for an answer (status %s)", id, meta.Status), Code: CodeConflict}
-		}
-		return m, false, &InvalidError{Msg: fmt.Sprintf("run %s waits in %s, which takes no answers", id, w.Builtin), Code: CodeConflict}
-	}
-	seq, err := rt.store.Deliver(ctx, id, m, nil)
-	if err != nil {
-		return m, false, err
-	}
-	m.Seq = seq
-	if wake {
-		rt.Wake(id)
-	}
-	return m, wake, nil
+	return false, nil
 }
 
 var signalName = regexp.MustCompile(`^[A-Za-z0-9._-]{1,128}$`)
@@ -727,33 +710,50 @@ var signalName = regexp.MustCompile(`^[A-Za-z0-9._-]{1,128}$`)
 // Active returns the IDs of runs executing in this runtime now.
 func (rt *Runtime) Active() []string {
 	rt.mu.Lock()
-	defer rt.mu.Unlock()
-	ids := make([]string, 0, len(rt.active))
-	for id := range rt.active {
-		ids = append(ids, id)
+	ls := make([]*lifecycle, 0, len(rt.runs))
+	for _, l := range rt.runs {
+		ls = append(ls, l)
+	}
+	rt.mu.Unlock()
+	var ids []string
+	for _, l := range ls {
+		l.mu.Lock()
+		if l.exec != nil {
+			ids = append(ids, l.id)
+		}
+		l.mu.Unlock()
 	}
 	sort.Strings(ids)
 	return ids
 }
 
-func (rt *Runtime) claim(id string) (*run, error) {
+// Executing reports whether run id is executing in this runtime now.
+func (rt *Runtime) Executing(id string) bool {
 	rt.mu.Lock()
-	defer rt.mu.Unlock()
-	if _, busy := rt.active[id]; busy {
-		return nil, fmt.Errorf("run %s: %w in this process", id, ErrBusy)
+	l := rt.runs[id]
+	rt.mu.Unlock()
+	if l == nil {
+		return false
 	}
-	r := &run{rt: rt, id: id, finished: make(chan struct{}), wake: make(chan struct{}, 1)}
-	rt.active[id] = r
-	return r, nil
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.exec != nil
 }
 
-func (rt *Runtime) release(id string, r *run) {
-	rt.mu.Lock()
-	if rt.active[id] == r {
-		delete(rt.active, id)
+// timerSleep is the default Options.Sleep: a real timer.
+func timerSleep(ctx context.Context, d time.Duration, wake, drain <-chan struct{}) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-wake:
+		return true
+	case <-ctx.Done():
+		return false
+	case <-drain:
+		return false
 	}
-	rt.mu.Unlock()
-	close(r.finished)
 }
 
 func compactJSON(b json.RawMessage) (json.RawMessage, error) {

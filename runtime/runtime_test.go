@@ -430,9 +430,13 @@ func TestDurabilityModes(t *testing.T) {
 		t.Run(string(mode), func(t *testing.T) {
 			var e *runtest.Env
 			seen := -1
+			var last journal.Type
 			probe := sfrt.Func("probe", func(ctx context.Context, c *sfrt.Call) (any, error) {
 				recs, err := e.Store.Records(ctx, c.RunID, 1)
 				seen = len(recs)
+				if seen > 0 {
+					last = recs[seen-1].Type
+				}
 				return len(recs), err
 			})
 			e = newEnv(t, func(o *sfrt.Options) { o.Builtins = append(o.Builtins, probe) })
@@ -442,9 +446,15 @@ func TestDurabilityModes(t *testing.T) {
 				t.Fatal(err)
 			}
 			runtest.MustResult(t, out, fmt.Sprint(seen))
-			want := map[journal.Durability]int{journal.DurabilitySync: 5, journal.DurabilityAsync: 5, journal.DurabilityExit: 1}[mode]
+			// run.started, then started+completed for two bumps, and the
+			// probe's own call.started: an effectful call is journaled as
+			// in flight before it runs. Exit mode keeps all in memory.
+			want := map[journal.Durability]int{journal.DurabilitySync: 6, journal.DurabilityAsync: 6, journal.DurabilityExit: 1}[mode]
 			if seen != want {
 				t.Fatalf("records visible during the third call: %d, want %d", seen, want)
+			}
+			if mode != journal.DurabilityExit && last != journal.TypeCallStarted {
+				t.Fatalf("the last record visible during the call is %s, want call.started", last)
 			}
 			if n := len(e.Records("d")); n != 8 {
 				t.Fatalf("final journal has %d records, want 8", n)
@@ -633,5 +643,40 @@ func TestSecretsAreJournaledByName(t *testing.T) {
 		if strings.Contains(string(r.Data), "s3cr3t") {
 			t.Fatalf("secret in journal: %s", r.Data)
 		}
+	}
+}
+
+// With CheckSecret set, a builtin can resolve only the secrets it allows:
+// another name fails the call with the checker's reason, and the resolver
+// is never asked for it.
+func TestCheckSecretRefusesUndeclaredNames(t *testing.T) {
+	var asked []string
+	use := &sfrt.Builtin{Name: "use", Fn: func(ctx context.Context, c *sfrt.Call) (starlark.Value, error) {
+		if _, err := c.Secret(c.Args[0].(sfrt.Secret)); err != nil {
+			return nil, err
+		}
+		return starlark.String("used"), nil
+	}}
+	secret := starlark.NewBuiltin("secret", func(th *starlark.Thread, _ *starlark.Builtin, args starlark.Tuple, kw []starlark.Tuple) (starlark.Value, error) {
+		return sfrt.Secret{Name: string(args[0].(starlark.String))}, nil
+	})
+	e := newEnv(t, func(o *sfrt.Options) {
+		o.Builtins = append(o.Builtins, use)
+		o.Globals["secret"] = secret
+		o.Secrets = func(name string) (string, error) { asked = append(asked, name); return "value-of-" + name, nil }
+		o.CheckSecret = func(name string) error {
+			if name == "DECLARED" {
+				return nil
+			}
+			return errors.New("not declared (declare it with --secret)")
+		}
+	})
+	runtest.MustResult(t, e.Start("ok", "def main(input):\n    return use(secret('DECLARED'))\n", `null`), `"used"`)
+	out := e.Start("no", "def main(input):\n    return use(secret('HOME'))\n", `null`)
+	if out.Status != journal.StatusFailed || out.Error.Kind != "secret" || !strings.HasSuffix(out.Error.Message, "use: secret HOME: not declared (declare it with --secret)") {
+		t.Fatalf("outcome %s kind %q: %s", out.Status, out.Error.Kind, out.Error.Message)
+	}
+	if len(asked) != 1 || asked[0] != "DECLARED" {
+		t.Fatalf("resolver asked for %v", asked)
 	}
 }

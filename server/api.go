@@ -1,8 +1,8 @@
 package server
 
 import (
+	"bytes"
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/starflow/starflow/internal/errtext"
 	"github.com/starflow/starflow/internal/view"
 	"github.com/starflow/starflow/journal"
 	"github.com/starflow/starflow/runtime"
@@ -128,6 +129,7 @@ func (s *Server) Handler() http.Handler {
 	handle("POST /v1/runs/{id}/signals/{name}", s.signal)
 	handle("POST /v1/runs/{id}/cancel", s.cancel)
 	handle("POST /v1/runs/{id}/resume", s.resume)
+	handle("POST /v1/runs/{id}/retry", s.retry)
 	handle("POST /v1/runs/{id}/check", s.check)
 	handle("POST /v1/runs/{id}/migrate", s.migrate)
 	handle("POST /v1/runs/{id}/fork", s.fork)
@@ -138,24 +140,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, apiErr(http.StatusNotFound, "not_found", "no such endpoint: %s %s (see spec/api.md)", r.Method, r.URL.Path))
 	})
-	return s.auth(mux)
-}
-
-// auth checks the bearer token, in constant time.
-func (s *Server) auth(next http.Handler) http.Handler {
-	if s.opts.Token == "" {
-		return next
-	}
-	want := []byte("Bearer " + s.opts.Token)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		got := []byte(r.Header.Get("Authorization"))
-		if subtle.ConstantTimeCompare(got, want) != 1 {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="starflow"`)
-			s.writeError(w, r, apiErr(http.StatusUnauthorized, "unauthorized", "missing or wrong bearer token"))
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
+	return s.secure(mux)
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -171,7 +156,7 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
 	case errors.As(err, &ae):
 	case errors.As(err, &mb):
-		ae = apiErr(http.StatusRequestEntityTooLarge, "too_large", "request body is larger than %d bytes", mb.Limit)
+		ae = tooLarge(mb.Limit)
 	case errors.As(err, &ie):
 		switch ie.Code {
 		case runtime.CodeNotFound:
@@ -188,8 +173,9 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.Is(err, runtime.ErrBusy):
 		ae = apiErr(http.StatusConflict, "conflict", "%s", err.Error())
 	default:
-		s.log.Error().Err(err).Str("path", r.URL.Path).Msg("request failed")
-		ae = apiErr(http.StatusInternalServerError, "internal", "%s", err.Error())
+		msg := errtext.Of(err) // no dumps of journal data (some store errors carry them)
+		s.log.Error().Str("error", msg).Str("path", r.URL.Path).Msg("request failed")
+		ae = apiErr(http.StatusInternalServerError, "internal", "%s", msg)
 	}
 	writeJSON(w, ae.Status, ErrorBody{Error: *ae})
 }
@@ -200,8 +186,11 @@ func (s *Server) decode(w http.ResponseWriter, r *http.Request, v any) error {
 	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
 		return apiErr(http.StatusUnsupportedMediaType, "unsupported_media_type", "send application/json, not %s", ct)
 	}
-	body := http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes)
-	dec := json.NewDecoder(body)
+	body, err := s.readBody(w, r)
+	if err != nil {
+		return err
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		var mb *http.MaxBytesError
@@ -250,6 +239,9 @@ func (s *Server) startRun(w http.ResponseWriter, r *http.Request) (any, int, err
 	if err := s.decode(w, r, &req); err != nil {
 		return nil, 0, err
 	}
+	if len(req.Input) > MaxInputBytes {
+		return nil, 0, apiErr(http.StatusRequestEntityTooLarge, "too_large", "the input is %d bytes, over the limit of %d bytes (%s) on run inputs; pass large data by reference (a path or URL the script reads)", len(req.Input), MaxInputBytes, sizeString(MaxInputBytes))
+	}
 	sr := runtime.StartRequest{ID: req.ID, Input: req.Input, Durability: req.Durability}
 	if req.Limits != nil {
 		sr.Limits = *req.Limits
@@ -267,6 +259,9 @@ func (s *Server) startRun(w http.ResponseWriter, r *http.Request) (any, int, err
 		}
 		sr.Script = full
 	case req.Sources != nil:
+		if err := s.inlineAllowed("sources"); err != nil {
+			return nil, 0, err
+		}
 		if req.Entry == "" {
 			return nil, 0, apiErr(http.StatusBadRequest, "invalid_request", "sources needs entry: the name of the file that defines main")
 		}
@@ -276,6 +271,9 @@ func (s *Server) startRun(w http.ResponseWriter, r *http.Request) (any, int, err
 			sr.Sources[runtime.ScriptName(k)] = []byte(v)
 		}
 	case req.Source != "":
+		if err := s.inlineAllowed("source"); err != nil {
+			return nil, 0, err
+		}
 		sr.Script = req.Entry
 		if sr.Script == "" {
 			sr.Script = "inline.star"
@@ -299,7 +297,10 @@ func (s *Server) startRun(w http.ResponseWriter, r *http.Request) (any, int, err
 	// A new or interrupted run executes now; a waiting one goes on when its
 	// timer, answer or signal comes, not because it was started again.
 	if out.Status == journal.StatusRunning {
-		ch := s.watch.watch(out.ID)
+		var ch chan struct{}
+		if wait > 0 {
+			ch = s.watch.watch(out.ID)
+		}
 		s.enqueue(out.ID)
 		if wait > 0 {
 			s.waitFor(r.Context(), out.ID, ch, wait, journal.StatusRunning)
@@ -318,10 +319,12 @@ func (s *Server) startRun(w http.ResponseWriter, r *http.Request) (any, int, err
 }
 
 // waitFor waits until the run's status is no longer while (and it is not
-// queued or executing), or the wait is over.
+// queued or executing), or the wait is over. ch is a channel from watch;
+// waitFor removes what it watched when it returns.
 func (s *Server) waitFor(ctx context.Context, id string, ch chan struct{}, wait time.Duration, while journal.Status) {
 	deadline := time.NewTimer(wait)
 	defer deadline.Stop()
+	defer func() { s.watch.unwatch(id, ch) }()
 	for {
 		select {
 		case <-ch:
@@ -358,13 +361,20 @@ func (s *Server) waitRun(w http.ResponseWriter, r *http.Request) (any, int, erro
 			return nil, 0, apiErr(http.StatusBadRequest, "invalid_request", "%v", err)
 		}
 	}
+	if _, err := s.store.Run(r.Context(), id); err != nil {
+		return nil, 0, err // no watcher for a run that does not exist
+	}
+	// Watch, then look: a change after the look closes the channel.
 	ch := s.watch.watch(id)
 	meta, err := s.store.Run(r.Context(), id)
 	if err != nil {
+		s.watch.unwatch(id, ch)
 		return nil, 0, err
 	}
 	if meta.Status == while || s.queue.isQueued(id) {
 		s.waitFor(r.Context(), id, ch, wait, while)
+	} else {
+		s.watch.unwatch(id, ch)
 	}
 	resp, err := s.runResponse(r.Context(), id)
 	return resp, http.StatusOK, err
@@ -435,18 +445,20 @@ func (s *Server) send(w http.ResponseWriter, r *http.Request, kind, name string)
 	if by == "" {
 		by = "api"
 	}
-	m, wake, err := s.rt.Send(r.Context(), id, journal.Message{Kind: kind, Name: name, Value: req.Value, From: by})
+	d, err := s.rt.Send(r.Context(), id, journal.Message{Kind: kind, Name: name, Value: req.Value, From: by})
 	if err != nil {
 		return nil, 0, err
 	}
-	if wake {
+	if d.Resume {
+		// Not executing here, and the message ends its wait. (A run
+		// executing here acts on the message by itself.)
 		s.enqueue(id)
 	}
 	status := http.StatusOK
 	if kind == journal.MessageSignal {
 		status = http.StatusAccepted
 	}
-	return MessageResponse{Seq: m.Seq, Woke: wake}, status, nil
+	return MessageResponse{Seq: d.Message.Seq, Woke: d.Ends}, status, nil
 }
 
 func (s *Server) answer(w http.ResponseWriter, r *http.Request) (any, int, error) {
@@ -491,6 +503,27 @@ func (s *Server) resume(w http.ResponseWriter, r *http.Request) (any, int, error
 	return resp, http.StatusAccepted, err
 }
 
+// retry is POST /v1/runs/{id}/retry: release a quarantined run and
+// execute it again.
+func (s *Server) retry(w http.ResponseWriter, r *http.Request) (any, int, error) {
+	var req CancelRequest
+	if r.ContentLength != 0 {
+		if err := s.decode(w, r, &req); err != nil {
+			return nil, 0, err
+		}
+	}
+	if req.By == "" {
+		req.By = "api"
+	}
+	id := r.PathValue("id")
+	if _, err := s.rt.Retry(r.Context(), id, req.By); err != nil {
+		return nil, 0, err
+	}
+	s.enqueue(id)
+	resp, err := s.runResponse(r.Context(), id)
+	return resp, http.StatusAccepted, err
+}
+
 func (s *Server) health(w http.ResponseWriter, r *http.Request) (any, int, error) {
 	queued, running := s.queue.stats()
 	return map[string]any{
@@ -498,6 +531,7 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request) (any, int, error
 		"executing": running,
 		"queued":    queued,
 		"timers":    s.timers.len(),
+		"watchers":  s.watch.len(),
 	}, http.StatusOK, nil
 }
 
@@ -537,6 +571,9 @@ func (s *Server) migrate(w http.ResponseWriter, r *http.Request) (any, int, erro
 	if err := s.decode(w, r, &req); err != nil {
 		return nil, 0, err
 	}
+	if err := s.inlineAllowed("the new code of a migration"); err != nil {
+		return nil, 0, err
+	}
 	files, err := req.files()
 	if err != nil {
 		return nil, 0, err
@@ -560,6 +597,9 @@ func (s *Server) fork(w http.ResponseWriter, r *http.Request) (any, int, error) 
 	}
 	fr := runtime.ForkRequest{ID: req.ID, At: req.At, SetResult: req.SetResult}
 	if len(req.Sources) > 0 {
+		if err := s.inlineAllowed("the new code of a fork"); err != nil {
+			return nil, 0, err
+		}
 		code := CodeRequest{Entry: req.Entry, Sources: req.Sources}
 		files, err := code.files()
 		if err != nil {
@@ -571,13 +611,19 @@ func (s *Server) fork(w http.ResponseWriter, r *http.Request) (any, int, error) 
 	if err != nil {
 		return nil, 0, err
 	}
-	ch := s.watch.watch(out.ID)
-	s.enqueue(out.ID)
+	var wait time.Duration
 	if req.Wait != "" {
-		d, err := time.ParseDuration(req.Wait)
-		if err == nil && d > 0 && d <= 10*time.Minute {
-			s.waitFor(r.Context(), out.ID, ch, d, journal.StatusRunning)
+		if d, err := time.ParseDuration(req.Wait); err == nil && d > 0 && d <= 10*time.Minute {
+			wait = d
 		}
+	}
+	var ch chan struct{}
+	if wait > 0 {
+		ch = s.watch.watch(out.ID)
+	}
+	s.enqueue(out.ID)
+	if wait > 0 {
+		s.waitFor(r.Context(), out.ID, ch, wait, journal.StatusRunning)
 	}
 	resp, err := s.runResponse(r.Context(), out.ID)
 	return resp, http.StatusCreated, err

@@ -29,7 +29,7 @@ func benchServer(b *testing.B) *fixture {
 		o.Builtins = append(o.Builtins, noop)
 		o.MaxInlineWait = 10 * time.Millisecond
 	})
-	srv, err := server.New(e.RT, server.Options{Addr: "127.0.0.1:0", Logger: zerolog.Nop()})
+	srv, err := server.New(e.RT, server.Options{Addr: "127.0.0.1:0", Logger: zerolog.Nop(), AllowInlineSource: true})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -40,7 +40,9 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) err
 	if err != nil {
 		return err
 	}
-	if body != nil {
+	if body != nil || method != http.MethodGet {
+		// The server refuses state-changing requests without it, also
+		// bodiless ones (spec/api.md, Security).
 		req.Header.Set("Content-Type", "application/json")
 	}
 	if c.Token != "" {
@@ -136,6 +138,13 @@ func (c *Client) Signal(ctx context.Context, id, name string, value json.RawMess
 func (c *Client) Cancel(ctx context.Context, id, by string) (*RunResponse, error) {
 	var out RunResponse
 	return &out, c.do(ctx, http.MethodPost, "/v1/runs/"+url.PathEscape(id)+"/cancel", CancelRequest{By: by}, &out)
+}
+
+// Retry releases a quarantined run; the server continues it.
+func (c *Client) Retry(ctx context.Context, id, by string) (*RunResponse, error) {
+	var out RunResponse
+	err := c.do(ctx, http.MethodPost, "/v1/runs/"+url.PathEscape(id)+"/retry", CancelRequest{By: by}, &out)
+	return &out, err
 }
 
 // Resume asks the server to continue a run now.

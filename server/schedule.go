@@ -191,29 +191,60 @@ func (t *timers) loop(ctx context.Context, fire func(id string)) {
 	}
 }
 
-// watchers lets API requests wait for a run's state to change.
+// watchers lets API requests wait for a run's state to change. Every
+// channel handed out is removed again: by notify, or by the request's
+// unwatch when it stops waiting, so polls that time out and ids that do
+// not exist leave nothing behind.
 type watchers struct {
 	mu sync.Mutex
-	m  map[string][]chan struct{}
+	m  map[string]map[chan struct{}]struct{}
 }
 
-func newWatchers() *watchers { return &watchers{m: map[string][]chan struct{}{}} }
+func newWatchers() *watchers { return &watchers{m: map[string]map[chan struct{}]struct{}{}} }
 
 // watch returns a channel closed at the run's next state change.
 func (w *watchers) watch(id string) chan struct{} {
 	ch := make(chan struct{})
 	w.mu.Lock()
-	w.m[id] = append(w.m[id], ch)
+	set := w.m[id]
+	if set == nil {
+		set = map[chan struct{}]struct{}{}
+		w.m[id] = set
+	}
+	set[ch] = struct{}{}
 	w.mu.Unlock()
 	return ch
 }
 
+// unwatch forgets a channel that watch returned (if notify has not).
+func (w *watchers) unwatch(id string, ch chan struct{}) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if set := w.m[id]; set != nil {
+		delete(set, ch)
+		if len(set) == 0 {
+			delete(w.m, id)
+		}
+	}
+}
+
 func (w *watchers) notify(id string) {
 	w.mu.Lock()
-	chs := w.m[id]
+	set := w.m[id]
 	delete(w.m, id)
 	w.mu.Unlock()
-	for _, ch := range chs {
+	for ch := range set {
 		close(ch)
 	}
+}
+
+// len is the number of channels handed out and not yet removed.
+func (w *watchers) len() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n := 0
+	for _, set := range w.m {
+		n += len(set)
+	}
+	return n
 }

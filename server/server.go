@@ -56,6 +56,19 @@ type Options struct {
 	Logger zerolog.Logger
 	// Metrics, if set, are served at /metrics (see NewMetrics).
 	Metrics *Metrics
+	// AllowedHosts are names (host, or host:port) requests may carry in
+	// Host besides the address the server listens on (and, on loopback,
+	// 127.0.0.1, localhost and [::1] with its port): the public name
+	// behind a reverse proxy. Other Host values are refused (421).
+	AllowedHosts []string
+	// AllowedOrigins are web origins (scheme://host[:port]) whose pages
+	// may call the API; they get CORS headers. Requests from other
+	// origins are refused (403).
+	AllowedOrigins []string
+	// AllowInlineSource lets start, migrate and fork requests carry the
+	// code itself (source, sources); by default only script files in
+	// ScriptDir run.
+	AllowInlineSource bool
 }
 
 // DefaultAddr is the API's default address.
@@ -113,6 +126,9 @@ func New(rt *runtime.Runtime, opts Options) (*Server, error) {
 	}
 	if !loopback && opts.Token == "" {
 		return nil, fmt.Errorf("listening on %s, which is not a loopback address, requires a bearer token (--token or $STARFLOW_TOKEN)", opts.Addr)
+	}
+	if err := checkSecurityOptions(&opts); err != nil {
+		return nil, err
 	}
 	s := &Server{
 		rt:     rt,
@@ -233,8 +249,17 @@ func (s *Server) recover(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	due := 0
+	due, answered := 0, 0
 	for _, r := range waiting {
+		// A message that ends the wait may have been delivered by a
+		// process that died before resuming the run.
+		if ok, err := s.rt.Deliverable(ctx, r); err != nil {
+			s.log.Error().Str("run", r.ID).Err(err).Msg("recovery: cannot read the run's inbox; it stays waiting")
+		} else if ok {
+			answered++
+			s.enqueue(r.ID)
+			continue
+		}
 		if r.Waiting != nil && r.Waiting.Until != nil {
 			if !r.Waiting.Until.After(time.Now()) {
 				due++
@@ -242,7 +267,14 @@ func (s *Server) recover(ctx context.Context) error {
 			s.timers.add(r.ID, *r.Waiting.Until)
 		}
 	}
-	s.log.Info().Int("interrupted", len(running)).Int("waiting", len(waiting)).Int("due", due).Msg("recovered")
+	quarantined, err := s.store.List(ctx, journal.Filter{Status: []journal.Status{journal.StatusQuarantined}})
+	if err != nil {
+		return err
+	}
+	for _, r := range quarantined {
+		s.log.Warn().Str("run", r.ID).Msg("run is quarantined: it is not executed until someone retries it (starflow retry)")
+	}
+	s.log.Info().Int("interrupted", len(running)).Int("waiting", len(waiting)).Int("due", due).Int("answered", answered).Int("quarantined", len(quarantined)).Msg("recovered")
 	return nil
 }
 
@@ -289,6 +321,10 @@ func (s *Server) afterRun(id string, out *runtime.Outcome, err error) {
 		return
 	}
 	s.opts.Metrics.execution(string(out.Status))
+	if out.Status == journal.StatusQuarantined {
+		s.log.Error().Str("run", id).Str("reason", out.Error.Message).Msg("run quarantined")
+		return
+	}
 	ev := s.log.Info().Str("run", id).Str("status", string(out.Status)).Int("replayed", out.Stats.Replayed).Int("executed", out.Stats.Executed)
 	if out.Status == journal.StatusWaiting && out.Waiting != nil {
 		ev = ev.Str("waiting", out.Waiting.Reason)

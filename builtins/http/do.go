@@ -7,13 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"math/rand/v2"
 	"net"
 	nethttp "net/http"
 	"net/url"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -22,6 +20,7 @@ import (
 	"go.starlark.net/starlark"
 	"go.starlark.net/starlarkstruct"
 
+	"github.com/starflow/starflow/internal/retryafter"
 	"github.com/starflow/starflow/internal/value"
 	sfrt "github.com/starflow/starflow/runtime"
 )
@@ -47,25 +46,29 @@ type callDetail struct {
 	Stopped        string        `json:"stopped,omitempty"` // why retrying stopped early: retry_budget, deadline
 }
 
-// exchange is one call: its attempts and the decisions between them. The
-// go-retryablehttp client calls its methods from the calling goroutine.
-type exchange struct {
-	m      *Module
-	c      *sfrt.Call
-	p      *prepared
-	parent context.Context // the run's context: its end stops the call
-	ctx    context.Context // parent with the call's deadline
-	host   string
+// retryState is what an attempt passes on to the next one
+// (runtime.Retry.State). The runtime journals it with the wait when the
+// run suspends, so it holds nothing secret: the attempts' errors are
+// scrubbed.
+type retryState struct {
+	Attempts []attemptInfo `json:"attempts"`        // the attempts so far
+	Spent    int           `json:"spent,omitempty"` // tokens the latest retry took from the host's budget
+}
 
-	attempts []attemptInfo
-	t0       time.Time     // start of the current attempt
-	decided  bool          // checkRetry has judged the current attempt
-	failure  *sfrt.Error   // the current attempt's failure; nil if it got an answer
-	stop     *sfrt.Error   // why retrying stopped early (budget, deadline)
-	wait     time.Duration // the wait checkRetry chose
-	spent    int           // tokens the latest retry cost
-	body     []byte        // the final response's body
-	resp     *nethttp.Response
+// exchange is one attempt of a call, and the decision that follows it.
+type exchange struct {
+	m    *Module
+	c    *sfrt.Call
+	p    *prepared
+	host string
+
+	prior      []attemptInfo // the call's earlier attempts
+	spent      int           // tokens the retry that led to this attempt took
+	a          attemptInfo   // this attempt
+	t0         time.Time     // when this attempt began (real time: it measures the network)
+	deadlineAt time.Time     // the call's deadline on the runtime's clock; zero: none
+	actx       context.Context
+	stop       *sfrt.Error // why retrying stopped early (budget, deadline)
 }
 
 const (
@@ -79,123 +82,131 @@ const (
 	kindRedirect   = "redirect"
 )
 
-// do performs the call with retries.
+// errCallDeadline ends an attempt's context when the call's deadline
+// comes during it.
+var errCallDeadline = errors.New("the call's deadline passed")
+
+// do makes one attempt of the call. When the attempt fails and the policy
+// allows another, it returns a *runtime.Retry saying how long to wait:
+// the runtime waits (in process, or by suspending the run) and calls Fn
+// again with the state passed on here. Otherwise the outcome is the
+// call's.
 func (m *Module) do(ctx context.Context, c *sfrt.Call, p *prepared) (starlark.Value, error) {
-	start := time.Now()
-	e := &exchange{m: m, c: c, p: p, parent: ctx, ctx: ctx, host: strings.ToLower(p.url.Host)}
+	e := &exchange{m: m, c: c, p: p, host: strings.ToLower(p.url.Host), actx: ctx}
+	var st retryState
+	if _, err := c.State(&st); err != nil {
+		return nil, sfrt.Permanent("error", err)
+	}
+	e.prior, e.spent = st.Attempts, st.Spent
+	e.a = attemptInfo{N: len(e.prior) + 1}
 	if p.deadline > 0 {
+		e.deadlineAt = c.Started.Add(p.deadline)
+		left := e.deadlineAt.Sub(c.Now())
+		if left <= 0 {
+			// The wait ended after the deadline (a run resumed late).
+			e.stop = &sfrt.Error{Kind: kindDeadline, Message: fmt.Sprintf("the call's deadline of %s passed before attempt %d (%s)", p.deadline, e.a.N, plural(len(e.prior), "attempt"))}
+			return nil, e.finish(nil, nil, nil)
+		}
+		// The deadline bounds the attempt too. The attempt's own timeout
+		// and this bound are real time: they measure the network.
 		var cancel context.CancelFunc
-		e.ctx, cancel = context.WithTimeout(ctx, p.deadline)
+		e.actx, cancel = context.WithTimeoutCause(ctx, left, errCallDeadline)
 		defer cancel()
 	}
+
+	e.t0 = time.Now()
+	resp, err := e.send()
+	var f *sfrt.Error
+	if err != nil {
+		resp = nil // a refused redirect comes with the previous response, closed
+		if ctx.Err() != nil {
+			return nil, ctx.Err() // the run was stopped: not the call's outcome
+		}
+		f = e.classify(err)
+	} else if e.a.Status = resp.StatusCode; retryableStatus(resp.StatusCode) {
+		f = &sfrt.Error{Kind: kindStatus, Message: fmt.Sprintf("%d %s", resp.StatusCode, statusText(resp.StatusCode)), Retryable: true}
+		if ra, ok := retryafter.Parse(resp.Header, c.Now()); ok {
+			f.RetryAfter = ra
+			e.a.RetryAfterMs = ra.Milliseconds()
+		}
+	}
+	if f != nil {
+		if r := e.judge(f); r != nil {
+			discard(resp)
+			return nil, r
+		}
+	}
+	// No other attempt follows: read the body of the call's response.
+	var body []byte
+	if resp != nil {
+		body, err = e.readBody(resp)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			resp = nil
+			if f == nil {
+				// Reading failed: that is this attempt's failure.
+				f = e.classify(err)
+				if r := e.judge(f); r != nil {
+					return nil, r
+				}
+			}
+		}
+	}
+	return e.outcome(resp, body, f)
+}
+
+// send makes the attempt's request; the response's body is not read yet.
+// go-retryablehttp is the request layer: it rewinds the body for every
+// attempt and redirect, and drops pooled connections after a transport
+// error. Its own retry loop is off (RetryMax 0, CheckRetry never retries):
+// whether another attempt follows, and after what wait, is decided by
+// judge and done by the runtime.
+func (e *exchange) send() (*nethttp.Response, error) {
+	p := e.p
 	var body any
 	if p.hasBody {
 		body = p.body
 	}
-	req, err := retryablehttp.NewRequestWithContext(e.ctx, p.method, p.url.String(), body)
+	req, err := retryablehttp.NewRequestWithContext(e.actx, p.method, p.url.String(), body)
 	if err != nil {
-		return nil, sfrt.Permanent("invalid_argument", fmt.Errorf("%s: %s", c.Builtin, p.scrub.str(scrubURLError(err))))
+		return nil, sfrt.Permanent("invalid_argument", fmt.Errorf("%s: %s", e.c.Builtin, p.scrub.str(scrubURLError(err))))
 	}
 	req.Header = p.header.Clone()
 	if h := req.Header.Get("Host"); h != "" {
 		req.Host = h
 		req.Header.Del("Host")
 	}
-	req.SetResponseHandler(e.readBody)
 	client := &retryablehttp.Client{
-		HTTPClient: &nethttp.Client{
-			Transport:     m.transport,
-			Timeout:       p.timeout,
-			CheckRedirect: e.checkRedirect,
-		},
-		RetryMax:       p.policy.WithDefaults().MaxAttempts - 1,
-		RequestLogHook: e.beforeAttempt,
-		CheckRetry:     e.checkRetry,
-		Backoff:        e.backoff,
-		ErrorHandler:   e.errorHandler,
+		HTTPClient: &nethttp.Client{Transport: e.m.transport, Timeout: p.timeout, CheckRedirect: e.checkRedirect},
+		RetryMax:   0,
+		CheckRetry: func(context.Context, *nethttp.Response, error) (bool, error) { return false, nil },
+		// The attempt's error as it is (not "giving up after 1 attempt").
+		ErrorHandler: func(resp *nethttp.Response, err error, _ int) (*nethttp.Response, error) { return resp, err },
 	}
-	resp, err := client.Do(req)
-	if perr := ctx.Err(); perr != nil {
-		// The run was stopped: this is not the call's outcome.
-		return nil, perr
-	}
-	elapsed := time.Since(start)
-
-	d := callDetail{Method: p.method, URL: p.display, IdempotencyKey: req.Header.Get("Idempotency-Key"), Attempts: e.attempts}
-	if resp != nil {
-		d.Status = resp.StatusCode
-	}
-	if e.stop != nil {
-		d.Stopped = e.stop.Kind
-	}
-	if derr := c.SetDetail(d); derr != nil {
-		return nil, derr
-	}
-	if e.failure == nil && err == nil {
-		// The host answered: refund its budget.
-		m.budget.refund(e.host, m.budget.cfg.Refund+e.spent)
-	}
-
-	var fail *sfrt.Error
-	switch {
-	case err != nil || resp == nil:
-		fail = e.finalFailure(err)
-	case e.stop != nil && p.raise:
-		fail = e.stop
-	case resp.StatusCode >= 400 && p.raise:
-		fail = &sfrt.Error{Kind: kindStatus, Message: fmt.Sprintf("%d %s (%s)%s", resp.StatusCode, statusText(resp.StatusCode), e.attemptsText(), e.bodyStart())}
-	}
-	if fail != nil {
-		out := *fail
-		out.Message = p.scrub.str(fmt.Sprintf("%s %s: %s", p.method, p.display, fail.Message))
-		out.Retryable = false
-		c.Log.Warn().Str("method", p.method).Str("url", p.display).Str("kind", out.Kind).Int("attempts", len(e.attempts)).Msg("http call failed")
-		return nil, &out
-	}
-	return e.response(resp, elapsed), nil
+	return client.Do(req)
 }
 
-// beforeAttempt starts an attempt (go-retryablehttp's RequestLogHook).
-func (e *exchange) beforeAttempt(_ retryablehttp.Logger, _ *nethttp.Request, i int) {
-	e.attempts = append(e.attempts, attemptInfo{N: i + 1})
-	e.t0 = time.Now()
-	e.decided, e.failure, e.stop, e.wait, e.body, e.resp = false, nil, nil, 0, nil, nil
+// discard lets the connection of a response that is not used be reused.
+func discard(resp *nethttp.Response) {
+	if resp == nil {
+		return
+	}
+	io.CopyN(io.Discard, resp.Body, 4096)
+	resp.Body.Close()
 }
 
-// checkRetry judges an attempt and decides whether to retry
-// (go-retryablehttp's CheckRetry). It runs a second time for the same
-// attempt when reading the final response's body failed.
-func (e *exchange) checkRetry(ctx context.Context, resp *nethttp.Response, err error) (bool, error) {
-	if perr := e.parent.Err(); perr != nil {
-		return false, perr
-	}
-	a := &e.attempts[len(e.attempts)-1]
-	if e.decided && (err == nil || e.failure != nil) {
-		return false, nil // the first judgement stands
-	}
-	e.decided = true
+// judge records the attempt's failure and decides whether another attempt
+// follows: it returns the Retry for the runtime, or nil when the call ends
+// here (the failure is not retryable, the attempts are used up, or
+// retrying stopped early: e.stop says why).
+func (e *exchange) judge(f *sfrt.Error) *sfrt.Retry {
+	a := &e.a
 	a.DurationMs = time.Since(e.t0).Milliseconds()
-	var f *sfrt.Error
-	if resp != nil {
-		a.Status = resp.StatusCode
-	}
-	switch {
-	case err != nil:
-		f = e.classify(err)
-	case retryableStatus(resp.StatusCode):
-		f = &sfrt.Error{Kind: kindStatus, Message: fmt.Sprintf("%d %s", resp.StatusCode, statusText(resp.StatusCode)), Retryable: true}
-		if ra, ok := retryAfter(resp.Header, e.m.opts.Now()); ok {
-			f.RetryAfter = ra
-			a.RetryAfterMs = ra.Milliseconds()
-		}
-	default:
-		e.failure = nil
-		return false, nil
-	}
-	e.failure = f
 	a.Kind, a.Error = f.Kind, e.p.scrub.str(f.Message)
 	if !e.p.policy.ShouldRetry(f, a.N) {
-		return false, nil
+		return nil
 	}
 	wait := e.p.policy.Delay(a.N, rand.Float64())
 	if f.RetryAfter > wait {
@@ -207,14 +218,14 @@ func (e *exchange) checkRetry(ctx context.Context, resp *nethttp.Response, err e
 	} else {
 		asked = fmt.Sprintf("the next retry is due in %s", round(wait))
 	}
-	if dl, ok := ctx.Deadline(); ok {
-		if left := time.Until(dl); wait >= left {
-			e.stop = &sfrt.Error{Kind: kindDeadline, Message: fmt.Sprintf("%s after %s; not retrying: %s but only %s is left before the call's deadline", f.Message, e.attemptsText(), asked, round(left))}
-			return false, nil
+	if !e.deadlineAt.IsZero() {
+		if left := e.deadlineAt.Sub(e.c.Now()); wait >= left {
+			e.stop = &sfrt.Error{Kind: kindDeadline, Message: fmt.Sprintf("%s after %s; not retrying: %s but only %s is left before the call's deadline", f.Message, e.attemptsText(), asked, round(max(left, 0)))}
+			return nil
 		}
 	} else if f.RetryAfter > e.m.opts.MaxRetryAfter {
 		e.stop = &sfrt.Error{Kind: kindDeadline, Message: fmt.Sprintf("%s after %s; not retrying: %s, more than the %s a call without deadline= waits", f.Message, e.attemptsText(), asked, e.m.opts.MaxRetryAfter)}
-		return false, nil
+		return nil
 	}
 	cost := e.m.budget.cfg.RetryCost
 	if f.Kind == kindTimeout {
@@ -222,34 +233,87 @@ func (e *exchange) checkRetry(ctx context.Context, resp *nethttp.Response, err e
 	}
 	if !e.m.budget.take(e.host, cost) {
 		e.stop = &sfrt.Error{Kind: kindBudget, Message: fmt.Sprintf("%s after %s; not retrying: the retry budget for host %s is exhausted (too many failed calls to it recently)", f.Message, e.attemptsText(), e.host)}
-		return false, nil
+		return nil
 	}
-	e.spent = cost
-	e.wait = wait
 	a.WaitMs = wait.Milliseconds()
 	ev := e.c.Log.Info().Str("method", e.p.method).Str("url", e.p.display).Int("attempt", a.N).Str("kind", f.Kind).Dur("wait", wait)
 	if a.Status != 0 {
 		ev = ev.Int("status", a.Status)
 	}
 	ev.Msg("http retry")
-	return true, nil
+	return &sfrt.Retry{
+		Err:   &sfrt.Error{Kind: f.Kind, Message: a.Error, Retryable: true, RetryAfter: f.RetryAfter},
+		After: wait,
+		State: retryState{Attempts: append(e.prior[:len(e.prior):len(e.prior)], *a), Spent: cost},
+	}
 }
 
-// backoff returns the wait checkRetry chose (go-retryablehttp's Backoff).
-func (e *exchange) backoff(_, _ time.Duration, _ int, _ *nethttp.Response) time.Duration {
-	return e.wait
+// outcome ends the call after its last attempt: resp (with its body) is
+// the response if there is one, f the attempt's failure if any.
+func (e *exchange) outcome(resp *nethttp.Response, body []byte, f *sfrt.Error) (starlark.Value, error) {
+	if f == nil {
+		e.a.DurationMs = time.Since(e.t0).Milliseconds()
+		// The host answered: refund its budget.
+		e.m.budget.refund(e.host, e.m.budget.cfg.Refund+e.spent)
+	}
+	if err := e.finish(resp, f, body); err != nil {
+		return nil, err
+	}
+	v, size := e.response(resp, body)
+	if size > 0 {
+		// Received, but it cannot be recorded: fail now, with a failure
+		// the journal holds, rather than fail to journal the call (and
+		// send it again at every resume).
+		f := tooLargeToJournal(size, len(body))
+		f.Message += " (" + e.attemptsText() + ")"
+		return nil, e.fail(f)
+	}
+	return v, nil
 }
 
-// errorHandler returns the last error as it is (go-retryablehttp's
-// ErrorHandler); do turns it into the call's failure.
-func (e *exchange) errorHandler(resp *nethttp.Response, err error, _ int) (*nethttp.Response, error) {
-	if resp != nil && resp.Body != nil {
-		resp.Body.Close()
+// finish records the call's detail and returns its failure, if it fails.
+func (e *exchange) finish(resp *nethttp.Response, f *sfrt.Error, body []byte) error {
+	p := e.p
+	d := callDetail{Method: p.method, URL: p.display, IdempotencyKey: p.header.Get("Idempotency-Key"), Attempts: e.attempts()}
+	if resp != nil {
+		d.Status = resp.StatusCode
 	}
-	if err == nil {
-		err = errors.New("request failed")
+	if e.stop != nil {
+		d.Stopped = e.stop.Kind
 	}
-	return nil, err
+	if err := e.c.SetDetail(d); err != nil {
+		return err
+	}
+	switch {
+	case resp == nil && e.stop != nil:
+		return e.fail(e.stop)
+	case resp == nil:
+		return e.fail(&sfrt.Error{Kind: f.Kind, Message: fmt.Sprintf("%s (%s)", f.Message, e.attemptsText())})
+	case e.stop != nil && p.raise:
+		return e.fail(e.stop)
+	case resp.StatusCode >= 400 && p.raise:
+		return e.fail(&sfrt.Error{Kind: kindStatus, Message: fmt.Sprintf("%d %s (%s)%s", resp.StatusCode, statusText(resp.StatusCode), e.attemptsText(), e.bodyStart(body))})
+	}
+	return nil
+}
+
+// fail returns the call's failure, as scripts see it: not retryable (the
+// builtin has retried), naming the request, without secrets.
+func (e *exchange) fail(f *sfrt.Error) error {
+	p := e.p
+	out := *f
+	out.Message = p.scrub.str(fmt.Sprintf("%s %s: %s", p.method, p.display, f.Message))
+	out.Retryable = false
+	e.c.Log.Warn().Str("method", p.method).Str("url", p.display).Str("kind", out.Kind).Int("attempts", len(e.attempts())).Msg("http call failed")
+	return &out
+}
+
+// attempts returns the call's attempts, this one included if it was made.
+func (e *exchange) attempts() []attemptInfo {
+	if e.t0.IsZero() {
+		return append([]attemptInfo{}, e.prior...)
+	}
+	return append(e.prior[:len(e.prior):len(e.prior)], e.a)
 }
 
 // tooLargeError is a response over Options.MaxResponseBytes.
@@ -262,23 +326,22 @@ func (e *tooLargeError) Error() string {
 	return fmt.Sprintf("the response body is larger than the limit of %d bytes", e.limit)
 }
 
-// readBody reads the final response's body within the attempt, so that a
-// failure while reading is that attempt's failure.
-func (e *exchange) readBody(resp *nethttp.Response) error {
+// readBody reads the body of the call's response, within the attempt:
+// a failure while reading is that attempt's failure.
+func (e *exchange) readBody(resp *nethttp.Response) ([]byte, error) {
 	defer resp.Body.Close()
 	limit := e.m.opts.MaxResponseBytes
 	if resp.ContentLength > limit {
-		return &tooLargeError{limit: limit, size: resp.ContentLength}
+		return nil, &tooLargeError{limit: limit, size: resp.ContentLength}
 	}
 	b, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
 	if err != nil {
-		return fmt.Errorf("reading the response body: %w", err)
+		return nil, fmt.Errorf("reading the response body: %w", err)
 	}
 	if int64(len(b)) > limit {
-		return &tooLargeError{limit: limit}
+		return nil, &tooLargeError{limit: limit}
 	}
-	e.body, e.resp = b, resp
-	return nil
+	return b, nil
 }
 
 // redirectError stops a redirect chain.
@@ -289,6 +352,10 @@ func (e *redirectError) Error() string { return e.msg }
 // checkRedirect applies the guards to every redirect, and drops
 // credentials when a redirect leaves the host they were meant for.
 func (e *exchange) checkRedirect(req *nethttp.Request, via []*nethttp.Request) error {
+	if s := req.URL.Scheme; s != "http" && s != "https" {
+		// Not a connection failure to retry: the server sent us elsewhere.
+		return &redirectError{fmt.Sprintf("refusing to follow a redirect to a %s:// URL (%s): only http:// and https:// are followed", s, redactURL(req.URL.String()))}
+	}
 	if len(via) >= 10 {
 		return &redirectError{"stopped after 10 redirects"}
 	}
@@ -333,8 +400,8 @@ func (e *exchange) classify(err error) *sfrt.Error {
 		return &sfrt.Error{Kind: kindTooLarge, Message: tl.Error(), Err: err}
 	case errors.As(err, &re):
 		return &sfrt.Error{Kind: kindRedirect, Message: re.msg, Err: err}
-	case e.ctx.Err() != nil:
-		return &sfrt.Error{Kind: kindDeadline, Message: fmt.Sprintf("the call's deadline of %s passed during attempt %d", e.p.deadline, len(e.attempts)), Err: err}
+	case errors.Is(context.Cause(e.actx), errCallDeadline):
+		return &sfrt.Error{Kind: kindDeadline, Message: fmt.Sprintf("the call's deadline of %s passed during attempt %d", e.p.deadline, e.a.N), Err: err}
 	case errors.As(err, &cve), errors.As(err, &uae), errors.As(err, &he), errors.As(err, &cie), errors.As(err, &rhe):
 		return &sfrt.Error{Kind: kindTLS, Message: msg, Err: err}
 	case errors.As(err, &ne) && ne.Timeout():
@@ -343,35 +410,21 @@ func (e *exchange) classify(err error) *sfrt.Error {
 	return &sfrt.Error{Kind: kindConnection, Message: msg, Retryable: true, Err: err}
 }
 
-// finalFailure is the call's failure when it ended without a response.
-func (e *exchange) finalFailure(err error) *sfrt.Error {
-	switch {
-	case e.stop != nil:
-		return e.stop
-	case e.ctx.Err() != nil && e.p.deadline > 0:
-		return &sfrt.Error{Kind: kindDeadline, Message: fmt.Sprintf("the call's deadline of %s passed (%s)", e.p.deadline, e.attemptsText())}
-	}
-	f := e.failure
-	if f == nil {
-		f = e.classify(err)
-	}
-	out := *f
-	out.Message = fmt.Sprintf("%s (%s)", f.Message, e.attemptsText())
-	return &out
-}
+// attemptsText says how many attempts the call made: "1 attempt", "3 attempts".
+func (e *exchange) attemptsText() string { return plural(len(e.prior)+1, "attempt") }
 
-func (e *exchange) attemptsText() string {
-	if n := len(e.attempts); n != 1 {
-		return fmt.Sprintf("%d attempts", n)
+func plural(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
 	}
-	return "1 attempt"
+	return fmt.Sprintf("%d %ss", n, what)
 }
 
 // bodyStart returns ": " and the start of the final response's body, on
 // one line, for error messages.
-func (e *exchange) bodyStart() string {
+func (e *exchange) bodyStart(body []byte) string {
 	const max = 200
-	b := e.p.scrub.bytes(e.body)
+	b := e.p.scrub.bytes(body)
 	if len(b) == 0 {
 		return ""
 	}
@@ -389,8 +442,10 @@ func (e *exchange) bodyStart() string {
 	return ": " + s
 }
 
-// response builds the script's result.
-func (e *exchange) response(resp *nethttp.Response, elapsed time.Duration) starlark.Value {
+// response builds the script's result, and returns the size of its
+// journal form when that is more than a journal record holds (0 when it
+// fits).
+func (e *exchange) response(resp *nethttp.Response, raw []byte) (starlark.Value, int) {
 	keys := make([]string, 0, len(resp.Header))
 	for k := range resp.Header {
 		keys = append(keys, k)
@@ -403,32 +458,43 @@ func (e *exchange) response(resp *nethttp.Response, elapsed time.Duration) starl
 		if lk == "set-cookie" || lk == "set-cookie2" {
 			v = redacted
 		}
-		_ = headers.SetKey(starlark.String(lk), starlark.String(e.p.scrub.str(v)))
+		v = e.p.scrub.str(v)
+		// A server may echo a credential in a header's name too.
+		name := starlark.String(e.p.scrub.name(lk))
+		if prev, found, _ := headers.Get(name); found {
+			v = string(prev.(starlark.String)) + ", " + v // two names that scrub alike
+		}
+		_ = headers.SetKey(name, starlark.String(v))
 	}
-	body := e.p.scrub.bytes(e.body)
+	body := string(e.p.scrub.bytes(raw))
+	// The parsed body is journaled as a reference to the body (see
+	// value.JSONOf): the journal holds the text once.
 	var js starlark.Value = starlark.None
 	if looksJSON(resp.Header.Get("Content-Type"), body) {
-		if v, err := value.FromJSON(body); err == nil {
+		if v, err := value.ParseJSONOf("body", body); err == nil {
 			js = v
 		}
 	}
-	return starlarkstruct.FromStringDict(starlark.String("response"), starlark.StringDict{
-		"status":      starlark.MakeInt(resp.StatusCode),
-		"headers":     headers,
-		"body":        starlark.String(body),
-		"json":        js,
-		"ok":          starlark.Bool(resp.StatusCode >= 200 && resp.StatusCode < 300),
-		"attempts":    starlark.MakeInt(len(e.attempts)),
-		"duration_ms": starlark.MakeInt64(elapsed.Milliseconds()),
+	v := starlarkstruct.FromStringDict(starlark.String("response"), starlark.StringDict{
+		"status":   starlark.MakeInt(resp.StatusCode),
+		"headers":  headers,
+		"body":     starlark.String(body),
+		"json":     js,
+		"ok":       starlark.Bool(resp.StatusCode >= 200 && resp.StatusCode < 300),
+		"attempts": starlark.MakeInt(len(e.prior) + 1),
+		// On the runtime's clock, from the first attempt: waits between
+		// attempts included, as long as the runtime made them last.
+		"duration_ms": starlark.MakeInt64(e.c.Now().Sub(e.c.Started).Milliseconds()),
 	})
+	return v, responseJournalSize(v, body, headers, js)
 }
 
-func looksJSON(contentType string, body []byte) bool {
+func looksJSON(contentType string, body string) bool {
 	if strings.Contains(strings.ToLower(contentType), "json") {
 		return true
 	}
-	for _, c := range body {
-		switch c {
+	for i := 0; i < len(body); i++ {
+		switch body[i] {
 		case ' ', '\t', '\r', '\n':
 			continue
 		case '{', '[':
@@ -455,34 +521,6 @@ func statusText(code int) string {
 		return t
 	}
 	return "status"
-}
-
-// retryAfter reads the wait a response asks for: retry-after-ms
-// (milliseconds), else Retry-After (seconds or an HTTP date).
-func retryAfter(h nethttp.Header, now time.Time) (time.Duration, bool) {
-	const maxWait = 365 * 24 * time.Hour
-	if v := strings.TrimSpace(h.Get("Retry-After-Ms")); v != "" {
-		if ms, err := strconv.ParseFloat(v, 64); err == nil && ms >= 0 && !math.IsInf(ms, 0) {
-			return min(time.Duration(ms*float64(time.Millisecond)), maxWait), true
-		}
-	}
-	v := strings.TrimSpace(h.Get("Retry-After"))
-	if v == "" {
-		return 0, false
-	}
-	if s, err := strconv.ParseFloat(v, 64); err == nil {
-		if s < 0 || math.IsNaN(s) {
-			return 0, false
-		}
-		if s > maxWait.Seconds() {
-			return maxWait, true
-		}
-		return time.Duration(s * float64(time.Second)), true
-	}
-	if t, err := nethttp.ParseTime(v); err == nil {
-		return min(max(t.Sub(now), 0), maxWait), true
-	}
-	return 0, false
 }
 
 func round(d time.Duration) time.Duration {

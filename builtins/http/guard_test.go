@@ -222,3 +222,38 @@ def main(input):
 		t.Fatalf("cross-host redirect: %+v", got)
 	}
 }
+
+// A redirect to a scheme other than http or https is refused at once: it
+// is not a connection failure worth retrying.
+func TestRedirectToAnotherSchemeIsRefused(t *testing.T) {
+	srv := newServer(t, func(n int, w nethttp.ResponseWriter, r *nethttp.Request) {
+		w.Header().Set("Location", r.URL.Query().Get("to"))
+		w.WriteHeader(nethttp.StatusFound)
+	})
+	h := newHarness(t, sfhttp.Options{})
+	res := h.result("scheme", `
+def main(input):
+    out = []
+    for to in ["file:///etc/passwd", "gopher://127.0.0.1:70/1x?token=t0ps3cret"]:
+        r = attempt(http.get, input["url"] + "/go", params = {"to": to})
+        out.append([r.kind, r.error])
+    return {"out": out}
+`, input(srv.URL))
+	for i, r := range res["out"].([]any) {
+		r := r.([]any)
+		msg := r[1].(string)
+		scheme := []string{"file", "gopher"}[i]
+		if r[0] != "redirect" || !strings.Contains(msg, "refusing to follow a redirect to a "+scheme+":// URL") || !strings.Contains(msg, "(1 attempt)") {
+			t.Fatalf("%v", r)
+		}
+		if scheme == "gopher" && !strings.Contains(msg, "(gopher://127.0.0.1:70/1x?token=REDACTED)") {
+			t.Fatalf("the location is not shown redacted: %s", msg)
+		}
+	}
+	if n := srv.count(); n != 2 {
+		t.Fatalf("%d requests, want one per call", n)
+	}
+	if w := h.waited(); w != 0 {
+		t.Fatalf("waited %s to retry", w)
+	}
+}

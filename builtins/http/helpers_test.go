@@ -38,6 +38,8 @@ func TestMain(m *testing.M) {
 var fast = runtime.RetryPolicy{InitialInterval: 10 * time.Millisecond, Jitter: -1}
 
 // harness is a runtime with the http module over a real Badger store.
+// Its clock is settable and it skips waits (runtime.Options.SkipWaits):
+// waits between attempts move the runtime's clock instead of sleeping.
 type harness struct {
 	t     testing.TB
 	dir   string
@@ -45,6 +47,7 @@ type harness struct {
 	rt    *runtime.Runtime
 	mod   *sfhttp.Module
 	logs  *logBuffer
+	clock *runtest.Clock
 }
 
 type logBuffer struct {
@@ -72,7 +75,7 @@ func (l *logBuffer) String() string {
 
 func newHarness(t testing.TB, opts sfhttp.Options, rtOpts ...func(*runtime.Options)) *harness {
 	t.Helper()
-	h := &harness{t: t, dir: t.TempDir(), logs: &logBuffer{}}
+	h := &harness{t: t, dir: t.TempDir(), logs: &logBuffer{}, clock: runtest.NewClock()}
 	s, err := badgerstore.Open(h.dir, badgerstore.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -84,10 +87,12 @@ func newHarness(t testing.TB, opts sfhttp.Options, rtOpts ...func(*runtime.Optio
 		t.Fatal(err)
 	}
 	ro := runtime.Options{
-		Builtins: append(builtins.Standard(), h.mod.Builtins()...),
-		Globals:  globals(h.mod),
-		Logger:   zerolog.New(h.logs),
-		MaxCalls: 10_000_000,
+		Builtins:  append(builtins.Standard(), h.mod.Builtins()...),
+		Globals:   globals(h.mod),
+		Logger:    zerolog.New(h.logs),
+		MaxCalls:  10_000_000,
+		Clock:     h.clock.Now,
+		SkipWaits: true,
 	}
 	for _, f := range rtOpts {
 		f(&ro)
@@ -120,6 +125,18 @@ func (h *harness) start(id, src string, input any) *runtime.Outcome {
 	}
 	return out
 }
+
+func (h *harness) resume(id string) *runtime.Outcome {
+	h.t.Helper()
+	out, err := h.rt.Resume(bg, id)
+	if err != nil {
+		h.t.Fatalf("Resume: %v", err)
+	}
+	return out
+}
+
+// waited returns how far skipped waits have moved the runtime's clock.
+func (h *harness) waited() time.Duration { return h.rt.Now().Sub(h.clock.Now()) }
 
 // result runs src and returns main's result decoded from JSON.
 func (h *harness) result(id, src string, input any) map[string]any {
@@ -171,7 +188,7 @@ func (h *harness) details(id string) map[string]detail {
 
 // request is what a test server saw.
 type request struct {
-	At     time.Time
+	At     time.Time // on the server's clock (see server.useClock)
 	Method string
 	Path   string
 	Query  string
@@ -185,15 +202,24 @@ type server struct {
 	*httptest.Server
 	mu   sync.Mutex
 	reqs []request
+	now  func() time.Time
+}
+
+// useClock makes the server record when requests arrive on clock (a
+// runtime's, to see the waits it made between them).
+func (s *server) useClock(clock func() time.Time) {
+	s.mu.Lock()
+	s.now = clock
+	s.mu.Unlock()
 }
 
 func newServer(t testing.TB, fn func(n int, w nethttp.ResponseWriter, r *nethttp.Request)) *server {
 	t.Helper()
-	s := &server{}
+	s := &server{now: time.Now}
 	s.Server = httptest.NewServer(nethttp.HandlerFunc(func(w nethttp.ResponseWriter, r *nethttp.Request) {
 		body, _ := io.ReadAll(r.Body)
 		s.mu.Lock()
-		s.reqs = append(s.reqs, request{At: time.Now(), Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, Header: r.Header.Clone(), Body: string(body)})
+		s.reqs = append(s.reqs, request{At: s.now(), Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, Header: r.Header.Clone(), Body: string(body)})
 		n := len(s.reqs)
 		s.mu.Unlock()
 		r.Body = io.NopCloser(strings.NewReader(string(body)))

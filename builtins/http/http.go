@@ -4,13 +4,18 @@
 // http.auth.
 //
 // A call is one journaled step. Inside it, transient failures (connection
-// errors, timeouts, 408, 429, 500, 502, 503, 504) are retried with
-// go-retryablehttp, driven by the project's runtime.RetryPolicy: exponential
-// backoff with jitter, Retry-After and retry-after-ms honoured within the
-// call's deadline, and a per-host retry budget (a token bucket, as in the
-// AWS SDK) so that a failing host cannot cause a retry storm. Every request
-// but GET and HEAD carries Idempotency-Key: <run-id>/<step>, the same on
-// every retry and on re-execution after a crash.
+// errors, timeouts, 408, 429, 500, 502, 503, 504) are retried under the
+// project's runtime.RetryPolicy: exponential backoff with jitter,
+// Retry-After and retry-after-ms honoured within the call's deadline, and a
+// per-host retry budget (a token bucket, as in the AWS SDK) so that a
+// failing host cannot cause a retry storm. The builtin never waits: each
+// invocation of its Fn makes one attempt and, when another is due, returns
+// a runtime.Retry with the wait; the runtime waits on its own clock, in
+// process or by suspending the run, so Drain, SkipWaits and tests see every
+// wait. go-retryablehttp makes each attempt's request, with its retry loop
+// off. Every request but GET and HEAD carries Idempotency-Key:
+// <run-id>/<step>, the same on every retry and on re-execution after a
+// crash.
 //
 // Secrets (secret("NAME")) may be used in headers, params, form and JSON
 // bodies and auth; they are resolved at the moment of the request and never
@@ -37,6 +42,7 @@ import (
 	"go.starlark.net/starlark"
 	"go.starlark.net/starlarkstruct"
 
+	"github.com/starflow/starflow/journal"
 	sfrt "github.com/starflow/starflow/runtime"
 )
 
@@ -63,6 +69,11 @@ type Options struct {
 
 	// MaxResponseBytes bounds a response body (default 10 MiB). A larger
 	// body fails the call (kind response_too_large); it is never truncated.
+	// It may not be more than a journal record holds
+	// (journal.MaxRecordBytes, less what the call's record needs besides
+	// the response); a response whose journal form is larger anyway (a
+	// body that JSON-escapes to more bytes) fails the call with kind
+	// too_large_for_journal.
 	MaxResponseBytes int64
 
 	// Timeout bounds one attempt, from connecting to reading the whole
@@ -71,7 +82,9 @@ type Options struct {
 
 	// MaxRetryAfter is the longest server-requested wait (Retry-After,
 	// retry-after-ms) honoured when a call has no deadline (default 1
-	// minute). A longer request fails the call at once (kind deadline).
+	// minute). A longer request fails the call at once (kind deadline). A
+	// call with a deadline honours any wait that ends before it. Waits
+	// longer than the runtime's MaxInlineWait suspend the run.
 	MaxRetryAfter time.Duration
 
 	// Retry is the default retry policy; zero fields take the project
@@ -98,9 +111,6 @@ type Options struct {
 
 	// Resolver, if set, resolves host names for the default dialer.
 	Resolver *net.Resolver
-
-	// Now is the clock for Retry-After dates (default time.Now).
-	Now func() time.Time
 }
 
 // Module is a configured http builtin. It is safe for concurrent use; its
@@ -119,6 +129,9 @@ func New(opts Options) (*Module, error) {
 	}
 	if opts.MaxResponseBytes < 0 {
 		return nil, fmt.Errorf("http: MaxResponseBytes %d is negative", opts.MaxResponseBytes)
+	}
+	if opts.MaxResponseBytes > maxJournaled {
+		return nil, fmt.Errorf("http: MaxResponseBytes %d is more than a journal record can hold (journal.MaxRecordBytes is %d bytes, some of them for the call's other fields): such a response could never be recorded", opts.MaxResponseBytes, journal.MaxRecordBytes)
 	}
 	if opts.Timeout == 0 {
 		opts.Timeout = DefaultTimeout
@@ -139,9 +152,6 @@ func New(opts Options) (*Module, error) {
 	if err != nil {
 		return nil, err
 	}
-	if opts.Now == nil {
-		opts.Now = time.Now
-	}
 	allow, err := parseAllowHosts(opts.AllowHosts)
 	if err != nil {
 		return nil, err
@@ -153,17 +163,8 @@ func New(opts Options) (*Module, error) {
 			rt = w
 		}
 	}
-	m.transport = sharedTransport{rt}
+	m.transport = rt
 	return m, nil
-}
-
-// sharedTransport hides CloseIdleConnections from the per-call clients:
-// go-retryablehttp closes idle connections after every failed call, which
-// must not empty the pool that other calls share.
-type sharedTransport struct{ t nethttp.RoundTripper }
-
-func (s sharedTransport) RoundTrip(r *nethttp.Request) (*nethttp.Response, error) {
-	return s.t.RoundTrip(r)
 }
 
 func (m *Module) newTransport(base *nethttp.Transport) *nethttp.Transport {
@@ -210,22 +211,38 @@ var verbs = []struct{ name, method string }{
 const kwargsDoc = "params=, headers=, json= | body=, auth=, timeout=, deadline=, retry=, raise_for_status=True"
 
 // Builtins returns the journaled builtins http.get, http.post, http.put,
-// http.patch, http.delete and http.request. They retry inside the call
-// (Builtin.Retry is nil: the runtime does not retry on top).
+// http.patch, http.delete and http.request. They apply their own retry
+// policy (Builtin.Retry is nil) and ask the runtime for the waits.
 func (m *Module) Builtins() []*sfrt.Builtin {
 	out := make([]*sfrt.Builtin, 0, len(verbs))
 	for _, v := range verbs {
-		b := &sfrt.Builtin{Name: "http." + v.name, Fn: m.fn(v.method)}
+		b := &sfrt.Builtin{Name: "http." + v.name}
+		var redact func(starlark.Tuple, []starlark.Tuple) (starlark.Tuple, []starlark.Tuple)
 		if v.method == "" {
 			b.Doc = "http.request(method, url, " + kwargsDoc + ") -> response"
-			b.Redact = redactArgs(1)
+			redact = redactArgs(1)
 		} else {
 			b.Doc = "http." + v.name + "(url, " + kwargsDoc + ") -> response"
-			b.Redact = redactArgs(0)
+			redact = redactArgs(0)
 		}
+		b.Fn = m.fn(v.method, redact)
+		b.Redact = journaledArgs(redact)
 		out = append(out, b)
 	}
 	return out
+}
+
+// journaledArgs returns the Builtin.Redact function: the redacted
+// arguments, with those too large for a journal record summarized (the
+// call then fails without sending anything; see Module.fn).
+func journaledArgs(redact func(starlark.Tuple, []starlark.Tuple) (starlark.Tuple, []starlark.Tuple)) func(starlark.Tuple, []starlark.Tuple) (starlark.Tuple, []starlark.Tuple) {
+	return func(args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Tuple, []starlark.Tuple) {
+		args, kwargs = redact(args, kwargs)
+		if argsJournalSize(args, kwargs) > 0 {
+			args, kwargs = summarizeArgs(args, kwargs)
+		}
+		return args, kwargs
+	}
 }
 
 // Globals returns the module value "http" holding the deterministic
@@ -242,7 +259,7 @@ func (m *Module) Globals() starlark.StringDict {
 	}
 }
 
-func (m *Module) fn(method string) func(ctx context.Context, c *sfrt.Call) (starlark.Value, error) {
+func (m *Module) fn(method string, redact func(starlark.Tuple, []starlark.Tuple) (starlark.Tuple, []starlark.Tuple)) func(ctx context.Context, c *sfrt.Call) (starlark.Value, error) {
 	return func(ctx context.Context, c *sfrt.Call) (starlark.Value, error) {
 		p, err := m.prepare(c, method)
 		if err != nil {
@@ -251,6 +268,13 @@ func (m *Module) fn(method string) func(ctx context.Context, c *sfrt.Call) (star
 				return nil, err
 			}
 			return nil, sfrt.Permanent("invalid_argument", err)
+		}
+		// Arguments too large for the journal: the call could not be
+		// recorded, so nothing is sent.
+		if size := argsJournalSize(redact(c.Args, c.Kwargs)); size > 0 {
+			f := tooLargeToSend(size)
+			f.Message = fmt.Sprintf("%s %s: %s", p.method, p.display, f.Message)
+			return nil, f
 		}
 		return m.do(ctx, c, p)
 	}

@@ -297,6 +297,21 @@ func (s *scrubber) str(x string) string {
 	return x
 }
 
+// name scrubs a lower-case header name. The credentials are matched
+// whatever their case: header names reach us canonicalized
+// ("X-Tok-Abc"), and are shown lower-cased.
+func (s *scrubber) name(lower string) string {
+	if s == nil {
+		return lower
+	}
+	for _, p := range s.pairs {
+		if f := strings.ToLower(p[0]); strings.Contains(lower, f) {
+			lower = strings.ReplaceAll(lower, f, p[1])
+		}
+	}
+	return lower
+}
+
 func (s *scrubber) bytes(b []byte) []byte {
 	if s == nil || len(s.pairs) == 0 {
 		return b

@@ -156,12 +156,25 @@ func (m *Module) prepare(c *sfrt.Call, method string) (*prepared, error) {
 		}
 		for _, kv := range d.Items() {
 			k, ok := kv[0].(starlark.String)
-			if !ok || !validToken(string(k)) {
+			if !ok {
+				return nil, invalid("%s: header names must be strings, got %s", c.Builtin, kv[0].Type())
+			}
+			if !validToken(string(k)) {
 				return nil, invalid("%s: header name %s is not valid", c.Builtin, kv[0].String())
 			}
 			name := nethttp.CanonicalHeaderKey(string(k))
 			p.header.Del(name)
 			err := b.each(kv[1], func(v starlark.Value) error {
+				// Text only: a number or a bool would go out as Go formats
+				// it (True as "true"), rarely what was meant. The error
+				// names the type, never the value.
+				switch v.(type) {
+				case starlark.String, value.Secret:
+				default:
+					if _, isAuth := authStruct(v); !isAuth {
+						return invalid("%s: the value of header %s must be a string, secret() or an auth value (http.bearer, http.basic, http.auth), got %s", c.Builtin, name, v.Type())
+					}
+				}
 				real, _, err := b.text(v, "headers["+name+"]", sensitiveHeader(name))
 				if err != nil {
 					return err

@@ -206,3 +206,47 @@ def main(input):
 		t.Fatalf("result %v, %d requests", res, srv.count())
 	}
 }
+
+// A server that echoes a credential in a response header's name (as
+// "X-<token>") must not get it into the result, the journal or the logs:
+// header names are scrubbed as values are, whatever their case (Go
+// canonicalizes header names: "X-Tok-9f8e7d6c5b4a-Secretvalue").
+func TestSecretEchoedInAHeaderNameIsScrubbed(t *testing.T) {
+	t.Setenv("SF_HTTP_TOKEN", tokenValue)
+	srv := newServer(t, func(n int, w nethttp.ResponseWriter, r *nethttp.Request) {
+		w.Header().Set("X-"+strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer "), "seen")
+		w.Header().Set("X-Key-"+r.Header.Get("X-Api-Key"), "seen")
+		w.Header().Set("X-Public", "visible")
+	})
+	h := newHarness(t, sfhttp.Options{Retry: fast})
+	res := h.result("hn", `
+def main(input):
+    r = http.get(input["url"], auth = http.bearer(secret("SF_HTTP_TOKEN")), headers = {"X-Api-Key": `+joined(plainAPIKey)+`})
+    return {"headers": r.headers}
+`, input(srv.URL))
+	headers := res["headers"].(map[string]any)
+	if headers["x-<secret SF_HTTP_TOKEN>"] != "seen" || headers["x-key-REDACTED"] != "seen" || headers["x-public"] != "visible" {
+		t.Fatalf("headers %v", headers)
+	}
+	check := func(where, text string) {
+		t.Helper()
+		for _, f := range []string{tokenValue, plainAPIKey} {
+			if strings.Contains(strings.ToLower(text), strings.ToLower(f)) {
+				t.Errorf("%s contains %q", where, f)
+			}
+		}
+	}
+	check("result", fmt.Sprint(res))
+	check("logs", h.logs.String())
+	err := filepath.Walk(h.dir, func(path string, info os.FileInfo, err error) error {
+		if err != nil || info.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		check("store file "+filepath.Base(path), string(b))
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}

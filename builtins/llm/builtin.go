@@ -18,26 +18,56 @@ import (
 // Doc is the llm builtin's one-line description.
 const Doc = `llm(prompt=None, messages=None, system=None, model="default", max_tokens=None, temperature=None, schema=None, timeout=None, deadline=None) -> struct(text, json, model, provider, deployment, usage, latency_ms, attempts, tier, cached, degraded, refused)`
 
-// Builtins returns the journaled llm builtin. Routing, retries, fallbacks
-// and waits happen inside one journaled call (Builtin.Retry is nil): the
-// journal records the answer (or the final error) and, as the call's
-// detail, every attempt, skip and wait. Replay never calls a provider.
+// Builtins returns the journaled llm builtin. Routing, fallbacks and the
+// retries of a call are one journaled step: the journal records the
+// answer (or the final error) and, as the call's detail, every attempt,
+// skip and wait. Each execution of the builtin's Fn runs one round of the
+// fallback chain; when another round is due after a wait (a backoff, or
+// until a deployment's cooldown or rate-limit window ends), Fn returns a
+// runtime.Retry and the runtime waits, in process or with the run
+// suspended, on its own clock. Replay never calls a provider.
 func (m *Module) Builtins() []*runtime.Builtin {
 	return []*runtime.Builtin{{Name: "llm", Doc: Doc, Fn: m.fn}}
 }
 
-func (m *Module) fn(ctx context.Context, c *runtime.Call) (starlark.Value, error) {
+func (m *Module) fn(ctx context.Context, c *runtime.Call) (_ starlark.Value, err error) {
+	var st routeState
+	resumed, serr := c.State(&st)
+	if serr != nil {
+		// Not a state this version wrote: start the rounds over.
+		c.Log.Warn().Err(serr).Msg("llm: cannot continue from the previous round; starting over")
+		resumed, st = false, routeState{}
+	}
 	req, err := requestFromArgs(c)
 	if err != nil {
 		return nil, err
 	}
 	req.Key = c.Key
-	env := &callEnv{log: c.Log, secret: c.Secret, detail: func(d any) { _ = c.SetDetail(d) }}
-	res, err := m.complete(ctx, req, env)
+	env := &callEnv{log: c.Log, secret: c.Secret}
+	// The call's clock is the runtime's; its deadline counts from the
+	// call's first attempt, also across the run's suspensions.
+	cc, err := m.newCall(ctx, req, env, c.Now, c.Started)
 	if err != nil {
 		return nil, err
 	}
-	return res.Value()
+	defer func() {
+		err = cc.end(err)
+		_ = c.SetDetail(&cc.st.Trace)
+	}()
+	if resumed {
+		cc.resume(m, &st)
+	} else if r := cc.idempotent(m); r != nil {
+		return r.Value()
+	}
+	res, fail, wait := m.rounds(cc)
+	if wait != nil {
+		return nil, &runtime.Retry{Err: wait.err, After: wait.d, State: &cc.st}
+	}
+	r, err := m.finish(cc, res, fail)
+	if err != nil {
+		return nil, err
+	}
+	return r.Value()
 }
 
 func isNone(v starlark.Value) bool { return v == nil || v == starlark.None }
@@ -157,7 +187,7 @@ func requestFromArgs(c *runtime.Call) (*Request, error) {
 			if err != nil || d <= 0 {
 				return nil, argErr("deadline must be a positive duration from now or a time.time, got %s", deadline)
 			}
-			req.Deadline = gotime.Now().Add(d)
+			req.Deadline = c.Started.Add(d)
 		}
 	}
 	return req, nil

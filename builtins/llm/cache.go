@@ -31,12 +31,12 @@ const (
 
 // remember stores a successful answer under its request digest and its
 // call key.
-func (m *Module) remember(ctx context.Context, a *alias, key, digest string, res *Result, env *callEnv) {
+func (m *Module) remember(cc *callCtx, a *alias, key, digest string, res *Result, env *callEnv) {
 	if m.kv == nil || res.Refused {
 		return
 	}
-	ctx = context.WithoutCancel(ctx)
-	b, err := json.Marshal(cacheEntry{Digest: digest, StoredAt: m.now().UTC(), Result: res})
+	ctx := context.WithoutCancel(cc)
+	b, err := json.Marshal(cacheEntry{Digest: digest, StoredAt: cc.now().UTC(), Result: res})
 	if err != nil {
 		return
 	}

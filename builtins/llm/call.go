@@ -32,7 +32,7 @@ type Request struct {
 	// retried with the validation error fed back.
 	Schema   map[string]any
 	Timeout  time.Duration // per attempt; 0: the configured timeout
-	Deadline time.Time     // for the whole call; zero: now + the alias's deadline
+	Deadline time.Time     // for the whole call; zero: the call's start + the alias's deadline
 	Key      string        // idempotency key; inside a run, Call.Key ("<run-id>/<step>")
 }
 
@@ -57,32 +57,100 @@ type Result struct {
 type callEnv struct {
 	log    zerolog.Logger
 	secret func(runtime.Secret) (string, error) // the run's resolver; nil outside a run
-	detail func(any)
-	keys   []string // keys resolved during the call, scrubbed from messages
+	keys   []string                             // keys resolved during the call, scrubbed from messages
 }
 
 // Complete makes one llm call outside a script: routing, retries,
-// fallbacks, caching and degradation as llm() does. Errors are
-// *runtime.Error with the kinds documented in spec/llm.md.
-func (m *Module) Complete(ctx context.Context, req Request) (*Result, error) {
-	return m.complete(ctx, &req, &callEnv{log: m.log})
+// fallbacks, caching and degradation as llm() does. It waits between
+// rounds itself, on a timer, until ctx ends. Errors are *runtime.Error
+// with the kinds documented in spec/llm.md.
+func (m *Module) Complete(ctx context.Context, req Request) (res *Result, err error) {
+	env := &callEnv{log: m.log}
+	cc, err := m.newCall(ctx, &req, env, m.now, m.now())
+	if err != nil {
+		return nil, scrubError(err, env.keys)
+	}
+	// Outside a run the caller's deadline also bounds the call.
+	if d, ok := ctx.Deadline(); ok && d.Before(cc.deadline) {
+		cc.deadline = d
+	}
+	defer func() { err = cc.end(err) }()
+	if r := cc.idempotent(m); r != nil {
+		return r, nil
+	}
+	for {
+		res, fail, wait := m.rounds(cc)
+		if wait == nil {
+			return m.finish(cc, res, fail)
+		}
+		t := time.NewTimer(wait.d)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		}
+	}
 }
 
-// callCtx is a call's context and deadline, with the buffers of its
-// trace (one allocation per call).
+// callCtx is one call: its request, clock and deadline, and where its
+// routing stands. One allocation per call holds the buffers of its trace.
 type callCtx struct {
 	context.Context // the caller's; its end is an interruption, not an outcome
-	deadline        time.Time
-	trace           trace
-	attBuf          [2]attemptRecord
-	base            provider.Request // the conversation, provider-neutral
-	msgBuf          [2]provider.Message
-	preq            provider.Request // the request of the current attempt
+
+	// now is the call's clock, for its deadline, the deployments'
+	// cooldowns and capacity windows, and cache stamps: inside a run the
+	// runtime's clock, so that the runtime's waits (skipped ones too) are
+	// seen by the cooldowns they wait for.
+	now      func() time.Time
+	started  time.Time // when the call began, on now
+	deadline time.Time // on now
+	expired  bool      // an attempt was cut short by the deadline
+
+	a       *alias // the alias asked for
+	req     *Request
+	sch     *compiledSchema
+	digest  string
+	env     *callEnv
+	estIn   int // the prompt's estimated tokens
+	estCall int // estimated tokens of a request and its answer
+
+	st     routeState
+	base   provider.Request // the conversation, provider-neutral
+	msgBuf [2]provider.Message
+	attBuf [2]attemptRecord
+	preq   provider.Request // the request of the current attempt
 }
 
 // over reports whether the call must stop: its deadline passed or its
 // caller is gone.
-func (c *callCtx) over() bool { return c.Err() != nil || !time.Now().Before(c.deadline) }
+func (c *callCtx) over() bool {
+	return c.expired || c.Err() != nil || !c.now().Before(c.deadline)
+}
+
+// routeState is where a call stands between rounds: what the next round
+// continues from. Inside a run it is the runtime.Retry state, kept in the
+// journal while the run waits suspended, so it holds no keys and its size
+// is bounded (see trace).
+type routeState struct {
+	Alias    string   `json:"alias,omitempty"` // the alias routed now, after context fallbacks ("": the one asked for)
+	Round    int      `json:"round"`           // rounds done on it
+	Reroutes int      `json:"reroutes,omitempty"`
+	N        int      `json:"n"` // provider requests so far
+	Trace    trace    `json:"trace"`
+	Failures failures `json:"failures"`
+}
+
+// Bounds on what a call's trace keeps, so that its journal detail and the
+// state it carries between rounds stay small however long it retries.
+const (
+	maxTraceAttempts  = 100 // the first keepFirstAttempts and the latest
+	keepFirstAttempts = 10
+	maxTraceWaits     = 50
+	maxTraceSkips     = 50
+	maxTraceText      = 1000 // bytes of one error message
+	maxFailureText    = 600  // bytes of one deployment's last failure
+)
 
 // trace is the call's journal detail (Call.SetDetail): what was tried,
 // skipped and waited for. It never holds keys.
@@ -90,8 +158,10 @@ type trace struct {
 	Alias           string          `json:"alias"`
 	Digest          string          `json:"digest"`
 	Attempts        []attemptRecord `json:"attempts,omitempty"`
+	AttemptsOmitted int             `json:"attempts_omitted,omitempty"` // attempts left out of Attempts (after the first 10), to bound its size
 	Skipped         []skipRecord    `json:"skipped,omitempty"`
 	Waits           []waitRecord    `json:"waits,omitempty"`
+	WaitsOmitted    int             `json:"waits_omitted,omitempty"`
 	ContextFallback []string        `json:"context_fallback,omitempty"`
 	Outcome         string          `json:"outcome"`
 	TotalMS         int64           `json:"total_ms"`
@@ -131,9 +201,30 @@ func (tr *trace) skip(tierN int, s skip) {
 			return
 		}
 	}
-	if len(tr.Skipped) < 50 {
+	if len(tr.Skipped) < maxTraceSkips {
 		tr.Skipped = append(tr.Skipped, skipRecord{Tier: tierN, Deployment: s.m.cfg.Name, Reason: s.why})
 	}
+}
+
+// attempt records a provider request. Past maxTraceAttempts, the oldest
+// after the first keepFirstAttempts make room.
+func (tr *trace) attempt(rec attemptRecord) {
+	rec.Error = truncateText(rec.Error, maxTraceText)
+	if len(tr.Attempts) >= maxTraceAttempts {
+		copy(tr.Attempts[keepFirstAttempts:], tr.Attempts[keepFirstAttempts+1:])
+		tr.Attempts = tr.Attempts[:len(tr.Attempts)-1]
+		tr.AttemptsOmitted++
+	}
+	tr.Attempts = append(tr.Attempts, rec)
+}
+
+func (tr *trace) wait(w waitRecord) {
+	if len(tr.Waits) >= maxTraceWaits {
+		copy(tr.Waits[1:], tr.Waits[2:])
+		tr.Waits = tr.Waits[:len(tr.Waits)-1]
+		tr.WaitsOmitted++
+	}
+	tr.Waits = append(tr.Waits, w)
 }
 
 // attemptError is a failed attempt, classified.
@@ -153,31 +244,34 @@ func (e *attemptError) Error() string {
 // failures remembers the last failure of each deployment, for the error
 // that lists what was tried.
 type failures struct {
-	order []string
-	last  map[string]string
-	class map[string]string
-	n     int
+	Order []string          `json:"order,omitempty"`
+	Last  map[string]string `json:"last,omitempty"`
+	Class map[string]string `json:"class,omitempty"`
+	N     int               `json:"n,omitempty"`
 }
 
 func (f *failures) add(name, msg, class string) {
-	if f.last == nil {
-		f.last, f.class = map[string]string{}, map[string]string{}
+	if f.Last == nil {
+		f.Last, f.Class = map[string]string{}, map[string]string{}
 	}
-	if _, ok := f.last[name]; !ok {
-		f.order = append(f.order, name)
+	if _, ok := f.Last[name]; !ok {
+		f.Order = append(f.Order, name)
 	}
-	f.last[name], f.class[name] = msg, class
-	f.n++
+	f.Last[name], f.Class[name] = truncateText(msg, maxFailureText), class
+	f.N++
 }
 
-func (f *failures) summary() string {
+func (f *failures) summary() string { return f.summaryUpTo(1500) }
+
+// summaryUpTo is the summary, cut after about limit bytes.
+func (f *failures) summaryUpTo(limit int) string {
 	var b strings.Builder
-	for i, n := range f.order {
+	for i, n := range f.Order {
 		if i > 0 {
 			b.WriteString("; ")
 		}
-		b.WriteString(n + ": " + f.last[n])
-		if b.Len() > 1500 {
+		b.WriteString(truncateText(n+": "+f.Last[n], limit))
+		if b.Len() > limit {
 			b.WriteString("; …")
 			break
 		}
@@ -189,7 +283,7 @@ func (f *failures) summary() string {
 // every failure was one, unavailable otherwise.
 func (f *failures) kind() string {
 	k := ""
-	for _, c := range f.class {
+	for _, c := range f.Class {
 		switch {
 		case k == "":
 			k = c
@@ -210,6 +304,13 @@ func permanent(kind, format string, args ...any) *runtime.Error {
 
 // scrubError makes sure no key resolved during the call appears in err.
 func scrubError(err error, keys []string) error {
+	var rt *runtime.Retry
+	if errors.As(err, &rt) {
+		if rt.Err != nil {
+			rt.Err.Message = provider.Scrub(rt.Err.Message, keys...)
+		}
+		return rt
+	}
 	var re *runtime.Error
 	if errors.As(err, &re) {
 		re.Message = provider.Scrub(re.Message, keys...)
@@ -218,8 +319,9 @@ func scrubError(err error, keys []string) error {
 	return err
 }
 
-func (m *Module) complete(parent context.Context, req *Request, env *callEnv) (res *Result, err error) {
-	started := time.Now()
+// newCall checks a request and prepares its call. started anchors the
+// default deadline; now is the call's clock.
+func (m *Module) newCall(parent context.Context, req *Request, env *callEnv, now func() time.Time, started time.Time) (*callCtx, error) {
 	name := req.Model
 	if name == "" {
 		name = "default"
@@ -228,71 +330,107 @@ func (m *Module) complete(parent context.Context, req *Request, env *callEnv) (r
 	if a == nil {
 		return nil, permanent("unknown_model", "llm: no model alias %q in the configuration (%s); aliases: %s", name, m.cfg.Source, strings.Join(m.Aliases(), ", "))
 	}
-	cc := &callCtx{Context: parent}
+	cc := &callCtx{Context: parent, now: now, started: started, a: a, req: req, env: env}
 	base := &cc.base
 	base.Messages = cc.msgBuf[:0]
 	if err := buildMessages(req, base); err != nil {
 		return nil, err
 	}
-	var sch *compiledSchema
 	if req.Schema != nil {
-		if sch, err = m.schema(req.Schema); err != nil {
+		var err error
+		if cc.sch, err = m.schema(req.Schema); err != nil {
 			return nil, err
 		}
 	}
-	deadline := req.Deadline
-	if deadline.IsZero() {
-		deadline = started.Add(a.cfg.Deadline)
+	cc.deadline = req.Deadline
+	if cc.deadline.IsZero() {
+		cc.deadline = started.Add(a.cfg.Deadline)
 	}
-	if d, ok := parent.Deadline(); ok && d.Before(deadline) {
-		deadline = d
+	cc.digest = requestDigest(name, base, req, cc.sch)
+	for _, msg := range base.Messages {
+		cc.estIn += provider.EstimateTokens(msg.Content)
 	}
-	cc.deadline = deadline
-	digest := requestDigest(name, base, req, sch)
-	tr := &cc.trace
-	tr.Alias, tr.Digest, tr.Attempts = name, digest[:16], cc.attBuf[:0]
-	defer func() {
-		tr.TotalMS = time.Since(started).Milliseconds()
-		if err != nil && tr.Outcome == "" {
-			tr.Outcome = "error"
-		}
-		if env.detail != nil {
-			env.detail(tr)
-		}
-		if err != nil {
-			err = scrubError(err, env.keys)
-		}
-	}()
-	if req.Key != "" {
-		if r := m.idempotent(parent, req.Key, digest); r != nil {
-			tr.Outcome = "idempotent"
-			return r, nil
-		}
+	cc.estIn += provider.EstimateTokens(base.System)
+	cc.estCall = cc.estIn + req.MaxTokens
+	if req.MaxTokens == 0 {
+		cc.estCall += 256
 	}
-	res, fail := m.route(cc, a, base, req, sch, tr, env)
+	tr := &cc.st.Trace
+	tr.Alias, tr.Digest, tr.Attempts = name, cc.digest[:16], cc.attBuf[:0]
+	return cc, nil
+}
+
+// resume continues from the state the previous round passed on.
+func (cc *callCtx) resume(m *Module, st *routeState) {
+	if st.Alias != "" && m.aliases[st.Alias] == nil {
+		// The configuration changed while the run waited: start over on
+		// the alias asked for, keeping what was tried.
+		st.Alias, st.Round = "", 0
+	}
+	tr := cc.st.Trace
+	cc.st = *st
+	cc.st.Trace.Alias, cc.st.Trace.Digest = tr.Alias, tr.Digest
+}
+
+// idempotent returns the answer an earlier execution of this call already
+// obtained (a crash came between the answer and its journal record).
+func (cc *callCtx) idempotent(m *Module) *Result {
+	if cc.req.Key == "" {
+		return nil
+	}
+	r := m.idempotent(cc, cc.req.Key, cc.digest)
+	if r != nil {
+		cc.st.Trace.Outcome = "idempotent"
+	}
+	return r
+}
+
+// end completes the call's trace and makes sure its error holds no key.
+func (cc *callCtx) end(err error) error {
+	tr := &cc.st.Trace
+	tr.TotalMS = cc.now().Sub(cc.started).Milliseconds()
+	if err == nil {
+		return nil
+	}
+	if tr.Outcome == "" && !isRetry(err) {
+		tr.Outcome = "error"
+	}
+	return scrubError(err, cc.env.keys)
+}
+
+func isRetry(err error) bool {
+	var retry *runtime.Retry
+	return errors.As(err, &retry)
+}
+
+// finish turns how routing ended into the call's answer: the answer, a
+// degraded one (cached, template), or the error.
+func (m *Module) finish(cc *callCtx, res *Result, fail *routeFailure) (*Result, error) {
+	tr := &cc.st.Trace
+	a, name := cc.a, cc.a.cfg.Name
 	if res != nil {
 		if tr.Outcome == "" {
 			tr.Outcome = "answered"
 		}
-		m.remember(parent, a, req.Key, digest, res, env)
+		m.remember(cc, a, cc.req.Key, cc.digest, res, cc.env)
 		return res, nil
 	}
-	if perr := parent.Err(); perr != nil {
+	if perr := cc.Err(); perr != nil {
 		// The caller stopped (the run was interrupted): not an outcome.
 		return nil, perr
 	}
 	if fail.degradable {
 		attempts := fail.attempts
-		if r := m.cachedAnswer(parent, a, digest); r != nil {
+		if r := m.cachedAnswer(cc, a, cc.digest); r != nil {
 			r.Cached, r.Degraded, r.Attempts, r.Refused = true, true, attempts, false
 			tr.Outcome = "cached"
-			env.log.Warn().Str("model", name).Str("kind", fail.err.Kind).Msg("llm: every tier failed; serving a cached answer")
+			cc.env.log.Warn().Str("model", name).Str("kind", fail.err.Kind).Msg("llm: every tier failed; serving a cached answer")
 			return r, nil
 		}
 		if t := a.cfg.Template; t != nil {
 			r := &Result{Text: *t, Model: name, Provider: "template", Deployment: "", Attempts: attempts, Degraded: true}
-			if sch != nil {
-				js, verr := sch.check(*t)
+			if cc.sch != nil {
+				js, verr := cc.sch.check(*t)
 				if verr != nil {
 					fail.err.Message += "; the template is not valid for the schema: " + verr.Error()
 					return nil, fail.err
@@ -300,7 +438,7 @@ func (m *Module) complete(parent context.Context, req *Request, env *callEnv) (r
 				r.JSON = js
 			}
 			tr.Outcome = "template"
-			env.log.Warn().Str("model", name).Str("kind", fail.err.Kind).Msg("llm: every tier failed; serving the template answer")
+			cc.env.log.Warn().Str("model", name).Str("kind", fail.err.Kind).Msg("llm: every tier failed; serving the template answer")
 			return r, nil
 		}
 		fail.err.Message += "; no cached answer"
@@ -319,27 +457,34 @@ type routeFailure struct {
 	attempts   int
 }
 
-// route runs the fallback chain in rounds until a deployment answers, a
-// failure ends the call, the rounds are used up, or the deadline passes.
-func (m *Module) route(ctx *callCtx, a *alias, base *provider.Request, req *Request, sch *compiledSchema, tr *trace, env *callEnv) (*Result, *routeFailure) {
-	estIn := 0
-	for _, msg := range base.Messages {
-		estIn += provider.EstimateTokens(msg.Content)
-	}
-	estIn += provider.EstimateTokens(base.System)
-	estTotal := estIn + req.MaxTokens
-	if req.MaxTokens == 0 {
-		estTotal += 256
+// roundWait is a wait routing asks for before its next round.
+type roundWait struct {
+	d      time.Duration
+	reason string
+	err    *runtime.Error // what the rounds so far came to
+}
+
+// rounds runs the fallback chain, one round after another, until a
+// deployment answers, a failure ends the call, the rounds are used up, the
+// deadline passes, or the next round must wait: rounds never waits. A
+// round tries each deployment that can take the call at most once,
+// failing over at once; a move to a context fallback starts a new round
+// at once.
+func (m *Module) rounds(cc *callCtx) (*Result, *routeFailure, *roundWait) {
+	st, a := &cc.st, cc.a
+	tr, fl := &st.Trace, &st.Failures
+	cur := a
+	if st.Alias != "" {
+		cur = m.aliases[st.Alias]
 	}
 	policy := a.cfg.Retry.WithDefaults()
-	cur := a
-	var fl failures
-	n := 0
-	reroutes := 0
-	fail := func(kind string, degradable bool, format string, args ...any) (*Result, *routeFailure) {
-		return nil, &routeFailure{err: permanent(kind, format, args...), degradable: degradable, attempts: n}
+	env := cc.env
+	fail := func(kind string, degradable bool, format string, args ...any) (*Result, *routeFailure, *roundWait) {
+		return nil, &routeFailure{err: permanent(kind, format, args...), degradable: degradable, attempts: st.N}, nil
 	}
-	for round := 1; ; round++ {
+	for !cc.over() {
+		st.Round++
+		round := st.Round
 		reroute := false
 		retryable := false
 		attempted := false
@@ -348,10 +493,10 @@ func (m *Module) route(ctx *callCtx, a *alias, base *provider.Request, req *Requ
 		for ti, t := range cur.chain {
 			var tried []*member
 			for {
-				if ctx.over() {
+				if cc.over() {
 					break chain
 				}
-				mb, skips := t.pick(m.now(), estIn, tried)
+				mb, resv, skips := t.pick(cc.now(), cc.estIn, cc.estCall, tried)
 				for _, s := range skips {
 					tr.skip(ti+1, s)
 					if s.context {
@@ -367,6 +512,7 @@ func (m *Module) route(ctx *callCtx, a *alias, base *provider.Request, req *Requ
 				tried = append(tried, mb)
 				key, kerr := m.resolveKey(mb.prov, env)
 				if kerr != nil {
+					resv.release()
 					why := "no key: " + kerr.Error()
 					tr.skip(ti+1, skip{m: mb, why: why})
 					fl.add(mb.describe(), why, string(provider.ClassAuth))
@@ -376,20 +522,21 @@ func (m *Module) route(ctx *callCtx, a *alias, base *provider.Request, req *Requ
 				}
 				done, berr := mb.st.breaker.Allow()
 				if berr != nil {
+					resv.release()
 					tr.skip(ti+1, skip{m: mb, why: "circuit half-open: a probe is in flight"})
 					otherSkips++
 					continue
 				}
 				attempted = true
-				res, aerr := m.attempt(ctx, mb, base, req, sch, key, ti+1, round, &n, estTotal, done, tr, env)
+				res, aerr := m.attempt(cc, mb, key, ti+1, round, done)
 				if aerr == nil {
-					res.Tier, res.Attempts = ti+1, n
-					return res, nil
+					res.Tier, res.Attempts = ti+1, st.N
+					return res, nil, nil
 				}
 				var ae *attemptError
 				if !errors.As(aerr, &ae) {
 					// Cancelled by the caller.
-					return nil, &routeFailure{err: &runtime.Error{Kind: "cancelled", Message: aerr.Error()}, attempts: n}
+					return nil, &routeFailure{err: &runtime.Error{Kind: "cancelled", Message: aerr.Error()}, attempts: st.N}, nil
 				}
 				where := fmt.Sprintf("tier %d %s", ti+1, mb.describe())
 				fl.add(mb.describe(), fmt.Sprintf("tier %d: %s", ti+1, ae.Error()), ae.class)
@@ -408,7 +555,8 @@ func (m *Module) route(ctx *callCtx, a *alias, base *provider.Request, req *Requ
 					reroute = true
 					break chain
 				case provider.ClassRefusal:
-					return m.refused(a, cur, mb, ae, sch, ti+1, n, tr)
+					res, rf := m.refused(a, cur, mb, ae, cc.sch, ti+1, st.N, tr)
+					return res, rf, nil
 				case "invalid_output":
 					return fail("invalid_output", false, "llm: model %q: %s: %s", a.cfg.Name, where, ae.Error())
 				case provider.ClassQuota:
@@ -417,20 +565,20 @@ func (m *Module) route(ctx *callCtx, a *alias, base *provider.Request, req *Requ
 				}
 			}
 		}
-		if ctx.over() {
+		if cc.over() {
 			break
 		}
 		if reroute || (!attempted && ctxSkips > 0 && otherSkips == 0) {
 			next := cur.cfg.ContextFallback
-			if next == "" || reroutes >= 3 || m.aliases[next] == nil {
+			if next == "" || st.Reroutes >= 3 || m.aliases[next] == nil {
 				return fail(string(provider.ClassContextLength), false, "llm: model %q: the prompt (about %d tokens) is too long for model %s and it has no context_fallback: %s",
-					a.cfg.Name, estIn, cur.cfg.Name, fl.summary())
+					a.cfg.Name, cc.estIn, cur.cfg.Name, fl.summary())
 			}
-			reroutes++
+			st.Reroutes++
 			cur = m.aliases[next]
+			st.Alias, st.Round = next, 0
 			tr.ContextFallback = append(tr.ContextFallback, next)
 			env.log.Info().Str("from", a.cfg.Name).Str("to", next).Msg("llm: prompt too long; moving to the context fallback")
-			round = 0
 			continue
 		}
 		if round >= policy.MaxAttempts {
@@ -441,8 +589,8 @@ func (m *Module) route(ctx *callCtx, a *alias, base *provider.Request, req *Requ
 		// a call now.
 		wait := policy.Delay(round, rand.Float64())
 		reason := "backoff"
-		now := m.now()
-		first, open := m.nextAvailable(cur, now, estIn)
+		now := cc.now()
+		first, open := m.nextAvailable(cur, now, cc.estIn)
 		if !retryable && (open || first.IsZero()) {
 			// Nothing transient happened, and no deployment is waiting
 			// out a cooldown or a rate-limit window: waiting changes
@@ -454,34 +602,34 @@ func (m *Module) route(ctx *callCtx, a *alias, base *provider.Request, req *Requ
 				wait, reason = d, "until a deployment's cooldown or rate-limit window ends"
 			}
 		}
-		if time.Now().Add(wait).After(ctx.deadline) {
-			tr.Waits = append(tr.Waits, waitRecord{AfterRound: round, WaitMS: wait.Milliseconds(), Reason: "not waiting: the deadline comes first"})
+		if now.Add(wait).After(cc.deadline) {
+			tr.wait(waitRecord{AfterRound: round, WaitMS: wait.Milliseconds(), Reason: "not waiting: the deadline comes first"})
 			break
 		}
-		tr.Waits = append(tr.Waits, waitRecord{AfterRound: round, WaitMS: wait.Milliseconds(), Reason: reason})
+		tr.wait(waitRecord{AfterRound: round, WaitMS: wait.Milliseconds(), Reason: reason})
 		env.log.Debug().Str("model", a.cfg.Name).Int("round", round).Dur("wait", wait).Msg("llm: waiting before the next round")
-		t := time.NewTimer(wait)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-		}
-		if ctx.over() {
-			break
-		}
+		return nil, nil, &roundWait{d: wait, reason: reason, err: &runtime.Error{Kind: fl.kind(), Retryable: true,
+			Message: fmt.Sprintf("llm: model %q: round %d: no deployment answered (%d attempts so far): %s; next round %s", a.cfg.Name, round, st.N, fl.summaryUpTo(400), reasonText(reason))}}
 	}
-	if ctx.Err() == nil && !time.Now().Before(ctx.deadline) {
+	if cc.Err() == nil && (cc.expired || !cc.now().Before(cc.deadline)) {
 		summary := fl.summary()
 		if summary == "" {
 			summary = "nothing was tried"
 		}
-		return fail("timeout", true, "llm: model %q: no answer before the deadline (%d attempts): %s", a.cfg.Name, n, summary)
+		return fail("timeout", true, "llm: model %q: no answer before the deadline (%d attempts): %s", a.cfg.Name, st.N, summary)
 	}
-	if fl.n == 0 {
+	if fl.N == 0 {
 		return fail("unavailable", true, "llm: model %q: no deployment could take the call", a.cfg.Name)
 	}
 	kind := fl.kind()
-	return fail(kind, kind != string(provider.ClassAuth), "llm: model %q: no deployment answered (%d attempts): %s", a.cfg.Name, n, fl.summary())
+	return fail(kind, kind != string(provider.ClassAuth), "llm: model %q: no deployment answered (%d attempts): %s", a.cfg.Name, st.N, fl.summary())
+}
+
+func reasonText(reason string) string {
+	if reason == "backoff" {
+		return "after the backoff"
+	}
+	return reason
 }
 
 // nextAvailable reports whether any member of the chain can take a call
@@ -540,10 +688,10 @@ func truncateText(s string, n int) string {
 // attempt sends the request to one deployment, repairing invalid
 // structured output up to the alias's limit. It reports the outcome to the
 // deployment's breaker through done.
-func (m *Module) attempt(ctx *callCtx, mb *member, base *provider.Request, req *Request, sch *compiledSchema, key string,
-	tierN, round int, n *int, est int, done func(error), tr *trace, env *callEnv) (*Result, error) {
-	ctx.preq = *base
-	preq := &ctx.preq
+func (m *Module) attempt(cc *callCtx, mb *member, key string, tierN, round int, done func(error)) (*Result, error) {
+	req, sch, tr, env := cc.req, cc.sch, &cc.st.Trace, cc.env
+	cc.preq = cc.base
+	preq := &cc.preq
 	preq.Model = mb.cfg.Model
 	preq.MaxTokens = req.MaxTokens
 	preq.Temperature = req.Temperature
@@ -558,38 +706,45 @@ func (m *Module) attempt(ctx *callCtx, mb *member, base *provider.Request, req *
 	retries := mb.tierAlias().cfg.SchemaRetries
 	var usage provider.Usage
 	for repair := 0; ; repair++ {
-		*n++
-		mb.st.begin(m.now(), est)
-		t0 := time.Now()
-		until := t0.Add(timeout)
-		if ctx.deadline.Before(until) {
-			until = ctx.deadline
+		cc.st.N++
+		if repair > 0 {
+			// The first request was reserved when the deployment was picked.
+			mb.st.begin(cc.now(), cc.estCall)
 		}
-		actx, cancel := context.WithDeadline(ctx.Context, until)
+		// The attempt's timeout, cut to what is left of the call's
+		// deadline, runs in real time (the network's).
+		limit, cut := timeout, false
+		if left := cc.deadline.Sub(cc.now()); left < limit {
+			limit, cut = max(left, 0), true
+		}
+		actx, cancel := context.WithTimeout(cc.Context, limit)
+		t0 := m.latency()
 		resp, err := mb.client.Complete(actx, preq, key)
-		lat := time.Since(t0)
+		lat := m.latency().Sub(t0)
 		cancel()
-		rec := attemptRecord{N: *n, Round: round, Tier: tierN, Alias: mb.tierAlias().cfg.Name, Deployment: mb.cfg.Name, Provider: mb.cfg.Provider,
+		rec := attemptRecord{N: cc.st.N, Round: round, Tier: tierN, Alias: mb.tierAlias().cfg.Name, Deployment: mb.cfg.Name, Provider: mb.cfg.Provider,
 			Model: mb.cfg.Model, LatencyMS: lat.Milliseconds(), Repair: repair}
 		if err != nil {
 			var pe *provider.Error
 			if !errors.As(err, &pe) {
 				done(errBreakerExcluded)
 				rec.Class, rec.Error = "cancelled", err.Error()
-				tr.Attempts = append(tr.Attempts, rec)
+				tr.attempt(rec)
 				return nil, err
 			}
 			pe.Message = provider.Scrub(pe.Message, append(env.keys, key)...)
-			now := m.now()
-			mb.st.capacity(now, pe.RateLimit)
-			callDeadline := pe.Class == provider.ClassTimeout && !time.Now().Before(ctx.deadline)
-			if !callDeadline {
+			now := cc.now()
+			mb.st.capacity(now, pe.RateLimit, pe.RetryAfter, m.cfg.Health.RateLimitCooldown)
+			callDeadline := pe.Class == provider.ClassTimeout && cut
+			if callDeadline {
+				cc.expired = true // the call's deadline, not the deployment, cut it short
+			} else {
 				mb.st.failure(now, lat, pe, m.cfg.Health)
 			}
 			switch pe.Class {
 			case provider.ClassServer, provider.ClassTimeout, provider.ClassNetwork, provider.ClassAuth, provider.ClassNotFound:
 				if callDeadline {
-					done(errBreakerExcluded) // the call's deadline, not the deployment, cut it short
+					done(errBreakerExcluded)
 				} else {
 					done(errBreakerFailure)
 				}
@@ -597,12 +752,12 @@ func (m *Module) attempt(ctx *callCtx, mb *member, base *provider.Request, req *
 				done(errBreakerExcluded)
 			}
 			rec.Status, rec.Class, rec.Error, rec.RetryAfterMS = pe.Status, string(pe.Class), pe.Error(), pe.RetryAfter.Milliseconds()
-			tr.Attempts = append(tr.Attempts, rec)
+			tr.attempt(rec)
 			env.log.Info().Str("deployment", mb.cfg.Name).Int("status", pe.Status).Str("class", string(pe.Class)).Dur("latency", lat).Msg("llm: attempt failed")
 			return nil, &attemptError{class: string(pe.Class), perr: pe}
 		}
-		now := m.now()
-		mb.st.capacity(now, resp.RateLimit)
+		now := cc.now()
+		mb.st.capacity(now, resp.RateLimit, 0, m.cfg.Health.RateLimitCooldown)
 		mb.st.success(now, lat, resp.Usage)
 		usage.InputTokens += resp.Usage.InputTokens
 		usage.OutputTokens += resp.Usage.OutputTokens
@@ -612,7 +767,7 @@ func (m *Module) attempt(ctx *callCtx, mb *member, base *provider.Request, req *
 			js, verr = sch.check(resp.Text)
 			if verr != nil {
 				rec.Class, rec.Error = "invalid_output", verr.Error()
-				tr.Attempts = append(tr.Attempts, rec)
+				tr.attempt(rec)
 				if repair >= retries {
 					done(errBreakerExcluded)
 					return nil, &attemptError{class: "invalid_output", msg: fmt.Sprintf("the answer did not match the schema after %d repair attempts: %v", repair, verr)}
@@ -630,7 +785,7 @@ func (m *Module) attempt(ctx *callCtx, mb *member, base *provider.Request, req *
 				continue
 			}
 		}
-		tr.Attempts = append(tr.Attempts, rec)
+		tr.attempt(rec)
 		done(nil)
 		model := resp.Model
 		if model == "" {

@@ -225,6 +225,10 @@ type rawConfig struct {
 	// Chaos is a fault-injection profile for the whole process, read by
 	// package chaos (spec/chaos.md); the llm builtin ignores it.
 	Chaos any `yaml:"chaos"`
+	// Secrets and Server are read by the starflow command (spec/config.md):
+	// the secrets scripts may use and the server's security settings.
+	Secrets any `yaml:"secrets"`
+	Server  any `yaml:"server"`
 }
 
 type rawProvider struct {

@@ -13,17 +13,21 @@
 // owns the configuration (YAML, see spec/config.md) and the environment
 // defaults (DefaultConfig).
 //
-// It does not own the journal: the runtime records each llm() call once
-// and replays it, so a replay never calls a provider. Routing and health
-// state is in memory, per process. The wire formats live in package
+// It does not own the journal, nor the waiting: the runtime records each
+// llm() call once and replays it, so a replay never calls a provider, and
+// the runtime waits between a call's rounds (runtime.Retry), in process or
+// with the run suspended, on its own clock. Routing and health state is
+// in memory, per process. The wire formats live in package
 // provider; loopback servers that speak them, for tests, in package
 // llmtest.
 //
 // Wiring:
 //
 //	cfg, err := llm.LoadConfig(path) // or llm.DefaultConfig(os.Getenv)
-//	mod, err := llm.New(llm.Options{Config: cfg, KV: store, Logger: log})
-//	rt, err := runtime.New(store, runtime.Options{
+//	var rt *runtime.Runtime
+//	mod, err := llm.New(llm.Options{Config: cfg, KV: store, Logger: log,
+//		Now: func() time.Time { return rt.Now() }}) // one clock with the runtime
+//	rt, err = runtime.New(store, runtime.Options{
 //		Builtins: append(builtins.Standard(), mod.Builtins()...), ...})
 //
 // The semantics scripts rely on are written in spec/llm.md.

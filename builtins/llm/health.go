@@ -41,6 +41,7 @@ type state struct {
 	limReq, limTok int // -1 unknown
 	reqReset       time.Time
 	tokReset       time.Time
+	capGen         uint64 // counts capacity updates, so a reservation gives back only what is still its own
 	// local per-minute counters (for rpm/tpm limits)
 	winStart       time.Time
 	winReq, winTok int
@@ -84,12 +85,79 @@ func newState(id, name, prov, model, region string, h HealthConfig, log zerolog.
 
 // unavailable says why the endpoint cannot take a call now ("" if it can).
 // est is the request's estimated token count; d holds the member's limits.
+// It only looks: reserve takes the call.
 func (s *state) unavailable(now time.Time, est int, d *Deployment) string {
 	if s.breaker.State() == gobreaker.StateOpen {
 		return "circuit open"
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.unavailableLocked(now, est, d)
+}
+
+// reserve takes a request from the endpoint's budgets if it can take one
+// now, in the same step as the check, so concurrent calls never overrun an
+// rpm limit or the remaining counts of the provider's headers. It says why
+// not otherwise. est is the prompt's estimated tokens (checked against the
+// budgets); estCall, the request's with its answer (taken from the
+// remaining tokens). A reservation for a request that is not sent must be
+// released.
+func (s *state) reserve(now time.Time, est, estCall int, d *Deployment) (string, reservation) {
+	if s.breaker.State() == gobreaker.StateOpen {
+		return "circuit open", reservation{}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if why := s.unavailableLocked(now, est, d); why != "" {
+		return why, reservation{}
+	}
+	r := reservation{s: s, win: s.winStart, gen: s.capGen}
+	s.calls++
+	s.winReq++
+	if s.remReq > 0 {
+		s.remReq--
+		r.req = 1
+	}
+	if s.remTok > 0 {
+		r.tok = min(estCall, s.remTok)
+		s.remTok -= r.tok
+	}
+	return "", r
+}
+
+// reservation is a request counted against an endpoint's budgets before it
+// is sent.
+type reservation struct {
+	s        *state
+	win      time.Time // the rpm window it was counted in
+	gen      uint64    // the capacity update its remaining counts came from
+	req, tok int       // taken from the remaining requests and tokens
+}
+
+// release gives back a reservation whose request was not sent: what is
+// still counted in the same window and the same capacity update.
+func (r reservation) release() {
+	s := r.s
+	if s == nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.calls--
+	if s.winStart.Equal(r.win) && s.winReq > 0 {
+		s.winReq--
+	}
+	if s.capGen == r.gen {
+		if r.req > 0 && s.remReq >= 0 {
+			s.remReq += r.req
+		}
+		if r.tok > 0 && s.remTok >= 0 {
+			s.remTok += r.tok
+		}
+	}
+}
+
+func (s *state) unavailableLocked(now time.Time, est int, d *Deployment) string {
 	if now.Before(s.coolUntil) {
 		return fmt.Sprintf("cooling down after %s (%s left)", s.coolWhy, s.coolUntil.Sub(now).Round(time.Millisecond))
 	}
@@ -157,7 +225,8 @@ func (s *state) headroom(now time.Time, d *Deployment) float64 {
 	return h
 }
 
-// begin counts a request about to be sent.
+// begin counts a request about to be sent without a reservation (a
+// schema repair, which continues a request that had one).
 func (s *state) begin(now time.Time, est int) {
 	s.mu.Lock()
 	s.calls++
@@ -172,16 +241,24 @@ func (s *state) begin(now time.Time, est int) {
 	s.mu.Unlock()
 }
 
-// capacity records what a response's rate-limit headers said.
-func (s *state) capacity(now time.Time, rl provider.RateLimit) {
+// capacity records what a response's rate-limit headers said. A budget
+// refills at the reset time the headers give. The response's Retry-After
+// (retryAfter, on a 429) wins over it: it says when to ask again. With
+// neither, the budget refills after fallback (rate_limit_cooldown), never
+// after an assumed window.
+func (s *state) capacity(now time.Time, rl provider.RateLimit, retryAfter, fallback time.Duration) {
 	if !rl.Known() {
 		return
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.capGen++
 	reset := func(d time.Duration) time.Time {
-		if d <= 0 {
-			d = time.Minute // unknown: assume the usual one-minute window
+		switch {
+		case retryAfter > 0:
+			d = retryAfter
+		case d <= 0:
+			d = fallback
 		}
 		return now.Add(d)
 	}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/rs/zerolog"
 
@@ -61,7 +62,10 @@ func parse(t testing.TB, format string, args ...any) *llm.Config {
 	return cfg
 }
 
-// harness is a runtime with the llm module over a real Badger store.
+// harness is a runtime with the llm module over a real Badger store. The
+// module's clock is the runtime's (as cmd/starflow wires it), and the
+// runtime skips waits (SkipWaits) by moving that clock, so no test waits
+// for a backoff or a cooldown for real.
 type harness struct {
 	t     testing.TB
 	dir   string
@@ -72,7 +76,10 @@ type harness struct {
 	n     int
 }
 
-func newHarness(t testing.TB, cfg *llm.Config, mod ...func(*llm.Options)) *harness {
+// newHarness builds a harness; mods are func(*llm.Options) or
+// func(*runtime.Options), applied before the module and the runtime are
+// built.
+func newHarness(t testing.TB, cfg *llm.Config, mods ...any) *harness {
 	t.Helper()
 	h := &harness{t: t, dir: t.TempDir(), logs: &logBuffer{}}
 	s, err := badgerstore.Open(h.dir, badgerstore.Options{})
@@ -82,20 +89,24 @@ func newHarness(t testing.TB, cfg *llm.Config, mod ...func(*llm.Options)) *harne
 	h.store = s
 	t.Cleanup(func() { s.Close() })
 	log := zerolog.New(h.logs)
-	opts := llm.Options{Config: cfg, KV: s, Logger: log, Secrets: secrets}
-	for _, m := range mod {
-		m(&opts)
+	opts := llm.Options{Config: cfg, KV: s, Logger: log, Secrets: secrets, Now: func() time.Time { return h.rt.Now() }}
+	ropts := runtime.Options{Globals: builtins.Globals(), Logger: log, Secrets: secrets, SkipWaits: true}
+	for _, m := range mods {
+		switch m := m.(type) {
+		case func(*llm.Options):
+			m(&opts)
+		case func(*runtime.Options):
+			m(&ropts)
+		default:
+			t.Fatalf("newHarness: %T is not an option", m)
+		}
 	}
 	h.mod, err = llm.New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	h.rt, err = runtime.New(s, runtime.Options{
-		Builtins: append(builtins.Standard(), h.mod.Builtins()...),
-		Globals:  builtins.Globals(),
-		Logger:   log,
-		Secrets:  secrets,
-	})
+	ropts.Builtins = append(append(builtins.Standard(), h.mod.Builtins()...), ropts.Builtins...)
+	h.rt, err = runtime.New(s, ropts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -33,9 +33,22 @@ type Options struct {
 	// connection pool sized for concurrent calls. Per-attempt timeouts come
 	// from the configuration, not from the client.
 	HTTPClient *http.Client
-	// Now is the clock for cooldowns, capacity windows and cache stamps;
-	// nil uses time.Now. (Circuit breakers always use the real clock.)
+	// Now is the clock for cooldowns, capacity windows, deadlines and
+	// cache stamps of calls made with Complete, and for Health; nil uses
+	// time.Now. Calls made by scripts use the runtime's clock
+	// (runtime.Call.Now) instead, so that the runtime's waits, skipped
+	// ones too, are seen by the cooldowns they wait for; a host that also
+	// uses Complete or Health should pass the runtime's clock here
+	// (Runtime.Now), as cmd/starflow does, so that all agree. Circuit
+	// breakers, per-request timeouts and latency measurements use real
+	// time, and so do the reset times providers send as dates.
 	Now func() time.Time
+	// LatencyClock is the clock provider requests are timed with, for the
+	// latency strategy and latency_ms; nil uses time.Now, whose readings
+	// carry the monotonic clock. Tests pass a clock that their servers
+	// advance, so that a deployment's latency does not depend on how busy
+	// the machine is.
+	LatencyClock func() time.Time
 	// Secrets resolves env(NAME) keys at request time; nil reads the
 	// environment. secret(NAME) keys resolve through the run's secret
 	// resolver inside a run, and through Secrets outside one.
@@ -54,6 +67,7 @@ type Module struct {
 	kv      journal.KV
 	log     zerolog.Logger
 	now     func() time.Time
+	latency func() time.Time // times provider requests
 	secrets func(string) (string, error)
 
 	aliases map[string]*alias
@@ -106,6 +120,10 @@ func New(opts Options) (*Module, error) {
 	if m.now == nil {
 		m.now = time.Now
 	}
+	m.latency = opts.LatencyClock
+	if m.latency == nil {
+		m.latency = time.Now
+	}
 	if m.secrets == nil {
 		m.secrets = runtime.EnvSecrets
 	}
@@ -147,7 +165,6 @@ func New(opts Options) (*Module, error) {
 		if err != nil {
 			return nil, fmt.Errorf("llm: provider %s: %w", p.Name, err)
 		}
-		c.Now = m.now
 		w := wrap(p, c)
 		clients[k] = w
 		return w, nil
@@ -268,8 +285,30 @@ func (m *Module) Aliases() []string {
 
 // pick chooses the next member of the tier to try, skipping those already
 // tried in this round and those that cannot take a call now (whose
-// reasons it reports).
-func (t *tier) pick(now time.Time, est int, tried []*member) (*member, []skip) {
+// reasons it reports), and reserves the request on the member's budgets
+// (see state.reserve). est is the prompt's estimated tokens, estCall the
+// request's with its answer.
+func (t *tier) pick(now time.Time, est, estCall int, tried []*member) (*member, reservation, []skip) {
+	mb, skips := t.choose(now, est, tried)
+	var lost []*member
+	for mb != nil {
+		why, r := mb.st.reserve(now, est, estCall, mb.cfg)
+		if why == "" {
+			return mb, r, skips
+		}
+		// Another call took the last of its budget since choose looked.
+		skips = append(skips, skip{mb, why, false})
+		if lost == nil {
+			lost = append(make([]*member, 0, len(tried)+len(t.members)), tried...)
+		}
+		lost = append(lost, mb)
+		mb, _ = t.choose(now, est, lost)
+	}
+	return nil, reservation{}, skips
+}
+
+// choose is pick's choice, before the reservation.
+func (t *tier) choose(now time.Time, est int, tried []*member) (*member, []skip) {
 	var skips []skip
 	var availBuf [16]int
 	avail := availBuf[:0]

@@ -64,7 +64,7 @@ func (m *Main) sendMessage(ctx context.Context, name, usage, kind string, npos i
 	if kind == journal.MessageSignal {
 		sig = pos[1]
 	}
-	e, cl, code := m.session(&f.common, name+" "+id, runtime.Options{MaxInlineWait: f.maxInlineWait})
+	e, cl, code := m.session(&f.common, name+" "+id, f.options())
 	if cl != nil {
 		var woke bool
 		if kind == journal.MessageAnswer {
@@ -91,7 +91,7 @@ func (m *Main) sendMessage(ctx context.Context, name, usage, kind string, npos i
 		return code
 	}
 	defer e.Close()
-	_, wake, err := e.rt.Send(ctx, id, journal.Message{Kind: kind, Name: sig, Value: raw, From: by})
+	d, err := e.rt.Send(ctx, id, journal.Message{Kind: kind, Name: sig, Value: raw, From: by})
 	if err != nil {
 		if errors.Is(err, runtime.ErrInvalid) {
 			fmt.Fprintf(m.Stderr, "starflow %s: %v\n", name, err)
@@ -99,8 +99,8 @@ func (m *Main) sendMessage(ctx context.Context, name, usage, kind string, npos i
 		}
 		return m.exitForError(err)
 	}
-	if !wake || noResume {
-		if wake {
+	if !d.Resume || noResume {
+		if d.Resume {
 			fmt.Fprintf(m.Stderr, "starflow: %s delivered; continue the run with: starflow resume %s\n", name, id)
 		} else {
 			fmt.Fprintf(m.Stderr, "starflow: %s delivered; run %s keeps it until it waits for it\n", name, id)

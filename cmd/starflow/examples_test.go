@@ -19,6 +19,7 @@ import (
 // and no completed side effect repeats. Each script's "# starflow test:"
 // line says how it is tested.
 func TestExamplesSurviveEveryCrash(t *testing.T) {
+	crashMatrix(t)
 	if testing.Short() {
 		t.Skip("runs hundreds of processes")
 	}

@@ -44,7 +44,7 @@ func (m *Main) cmdFork(ctx context.Context, args []string) int {
 		}
 		set = raw
 	}
-	e, cl, code := m.session(&f.common, "fork", runtime.Options{MaxInlineWait: f.maxInlineWait})
+	e, cl, code := m.session(&f.common, "fork", f.options())
 	if cl != nil {
 		req := server.ForkRequest{ID: newID, At: at, SetResult: set, Wait: "1m"}
 		if script != "" {

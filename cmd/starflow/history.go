@@ -101,6 +101,10 @@ func detail(ev view.Event) string {
 		return s
 	case "run.resumed":
 		return fmt.Sprintf("pid %d", ev.PID)
+	case "run.quarantined":
+		return fmt.Sprintf("after %d crashes in a row without progress", ev.Crashes)
+	case "run.retried":
+		return "by " + ev.Retry
 	case "progress":
 		return clip(string(ev.Result), 100)
 	case "run.finished":

@@ -33,6 +33,7 @@ import (
 	sfhttp "github.com/starflow/starflow/builtins/http"
 	"github.com/starflow/starflow/builtins/llm"
 	"github.com/starflow/starflow/chaos"
+	"github.com/starflow/starflow/internal/errtext"
 	"github.com/starflow/starflow/journal"
 	"github.com/starflow/starflow/journal/badgerstore"
 	"github.com/starflow/starflow/runtime"
@@ -147,6 +148,7 @@ type common struct {
 	chaos          string
 	chaosSeed      int64
 	chaosSeedSet   bool
+	secrets        listFlag
 }
 
 func (c *common) register(fs *flag.FlagSet) {
@@ -164,6 +166,7 @@ func (c *common) register(fs *flag.FlagSet) {
 		c.chaosSeed, c.chaosSeedSet = n, true
 		return nil
 	})
+	fs.Var(&c.secrets, "secret", "a secret scripts may use with secret(\"NAME\"), read from the environment variable NAME (repeatable; also secrets: in the configuration file; undeclared names are refused)")
 	fs.StringVar(&c.llmConfig, "llm-config", "", "llm providers and model aliases, YAML (spec/config.md; default $STARFLOW_LLM_CONFIG, else from OPENAI_API_KEY, ANTHROPIC_API_KEY, GEMINI_API_KEY, else the offline fake)")
 }
 
@@ -207,6 +210,12 @@ func (m *Main) newFlagSet(name, usage string) *flag.FlagSet {
 // command (--help, or a bad flag).
 func (m *Main) parse(fs *flag.FlagSet, args []string) ([]string, int, bool) {
 	var pos []string
+	// The flag package prints the usage itself when parsing fails or
+	// --help is asked; print it once, here: to stdout for --help, to
+	// stderr after the error otherwise.
+	out := fs.Output()
+	fs.SetOutput(io.Discard)
+	defer fs.SetOutput(out)
 	for {
 		if err := fs.Parse(args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
@@ -214,6 +223,9 @@ func (m *Main) parse(fs *flag.FlagSet, args []string) ([]string, int, bool) {
 				fs.Usage()
 				return nil, ExitOK, false
 			}
+			fs.SetOutput(out)
+			fmt.Fprintln(out, err)
+			fs.Usage()
 			return nil, ExitUsage, false
 		}
 		rest := fs.Args()
@@ -284,7 +296,7 @@ func (m *Main) open(c *common, command string, opts runtime.Options) (*env, int)
 			m.lastLocked = le // a server owns the store: the caller may use its API
 			return nil, ExitStore
 		}
-		fmt.Fprintln(m.Stderr, "starflow:", err)
+		fmt.Fprintln(m.Stderr, "starflow:", errtext.Of(err))
 		return nil, ExitStore
 	}
 	inj, code := m.injector(c, log)
@@ -302,10 +314,36 @@ func (m *Main) open(c *common, command string, opts runtime.Options) (*env, int)
 		fmt.Fprintln(m.Stderr, "starflow:", err)
 		return nil, ExitUsage
 	}
-	llmMod, code := m.llmModule(c, store, log, inj)
+	// The llm module's clock is the runtime's (built below): one clock for
+	// the runtime's waits and the deployments' cooldowns, also when
+	// starflow test skips waits by moving it.
+	var rt *runtime.Runtime
+	llmMod, code := m.llmModule(c, store, log, inj, func() time.Time {
+		if rt == nil {
+			return time.Now()
+		}
+		return rt.Now()
+	})
 	if llmMod == nil {
 		store.Close()
 		return nil, code
+	}
+	for _, n := range c.secrets {
+		if err := checkSecretName(n); err != nil {
+			store.Close()
+			fmt.Fprintln(m.Stderr, "starflow: --secret:", err)
+			return nil, ExitUsage
+		}
+	}
+	set, err := m.settings(c)
+	if err != nil {
+		store.Close()
+		fmt.Fprintln(m.Stderr, "starflow: configuration:", err)
+		return nil, ExitUsage
+	}
+	opts.CheckSecret = secretCheck(declaredSecrets(c.secrets, set.Secrets, llmMod.Config()))
+	if opts.Secrets == nil {
+		opts.Secrets = m.envSecret
 	}
 	standard := builtins.Standard()
 	if m.test != nil {
@@ -324,7 +362,7 @@ func (m *Main) open(c *common, command string, opts runtime.Options) (*env, int)
 	}
 	opts.Globals = globals
 	opts.Logger = log
-	rt, err := runtime.New(store, opts)
+	rt, err = runtime.New(store, opts)
 	if err != nil {
 		store.Close()
 		fmt.Fprintln(m.Stderr, "starflow:", err)
@@ -381,7 +419,7 @@ func (m *Main) injector(c *common, log zerolog.Logger) (*chaos.Injector, int) {
 
 // llmModule builds the llm builtin from --llm-config, $STARFLOW_LLM_CONFIG,
 // or the environment's API keys.
-func (m *Main) llmModule(c *common, store *badgerstore.Store, log zerolog.Logger, inj *chaos.Injector) (*llm.Module, int) {
+func (m *Main) llmModule(c *common, store *badgerstore.Store, log zerolog.Logger, inj *chaos.Injector, now func() time.Time) (*llm.Module, int) {
 	path := m.llmConfigPath(c)
 	var cfg *llm.Config
 	if path != "" {
@@ -393,12 +431,7 @@ func (m *Main) llmModule(c *common, store *badgerstore.Store, log zerolog.Logger
 	} else {
 		cfg = llm.DefaultConfig(m.Getenv)
 	}
-	mod, err := llm.New(llm.Options{Config: cfg, KV: store, Logger: log, HTTPClient: inj.LLMClient(nil), WrapProvider: inj.WrapLLMProvider, Secrets: func(name string) (string, error) {
-		if v := m.Getenv(name); v != "" {
-			return v, nil
-		}
-		return "", fmt.Errorf("environment variable %s is not set", name)
-	}})
+	mod, err := llm.New(llm.Options{Config: cfg, KV: store, Logger: log, Now: now, HTTPClient: inj.LLMClient(nil), WrapProvider: inj.WrapLLMProvider, Secrets: m.envSecret})
 	if err != nil {
 		fmt.Fprintln(m.Stderr, "starflow:", err)
 		return nil, ExitUsage
@@ -406,10 +439,18 @@ func (m *Main) llmModule(c *common, store *badgerstore.Store, log zerolog.Logger
 	return mod, 0
 }
 
+// envSecret resolves a secret, or an llm key, from the environment.
+func (m *Main) envSecret(name string) (string, error) {
+	if v := m.Getenv(name); v != "" {
+		return v, nil
+	}
+	return "", fmt.Errorf("environment variable %s is not set", name)
+}
+
 // exitForError maps an error from the runtime or the store to an exit code
 // and prints it.
 func (m *Main) exitForError(err error) int {
-	fmt.Fprintln(m.Stderr, "starflow:", err)
+	fmt.Fprintln(m.Stderr, "starflow:", errtext.Of(err))
 	var le *journal.LockedError
 	switch {
 	case errors.Is(err, runtime.ErrInvalid):

@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -86,6 +87,7 @@ func TestMain(m *testing.M) {
 }
 
 func TestScripts(t *testing.T) {
+	crashMatrix(t)
 	testscript.Run(t, testscript.Params{
 		Dir: "testdata/script",
 		Setup: func(env *testscript.Env) error {
@@ -115,6 +117,38 @@ func TestScripts(t *testing.T) {
 				}
 				ts.Fatalf("%s did not match %q within %s", args[0], args[1], limit)
 			},
+			// effects FILE KEYS MAXREPEATS: FILE (bump's log) names KEYS
+			// distinct idempotency keys, and at most MAXREPEATS lines repeat
+			// a key: a call in flight when a process was killed runs again
+			// under the same key (at-least-once), so each kill may add one.
+			"effects": func(ts *testscript.TestScript, neg bool, args []string) {
+				if len(args) != 3 {
+					ts.Fatalf("usage: effects FILE KEYS MAXREPEATS")
+				}
+				keys, _ := strconv.Atoi(args[1])
+				maxRep, _ := strconv.Atoi(args[2])
+				seen := map[string]int{}
+				lines := 0
+				for _, l := range strings.Split(strings.TrimSpace(ts.ReadFile(args[0])), "\n") {
+					if f := strings.Fields(l); len(f) > 0 {
+						seen[f[0]]++
+						lines++
+					}
+				}
+				if len(seen) != keys || lines-len(seen) > maxRep {
+					ts.Fatalf("%s: %d distinct keys (want %d), %d repeated (at most %d)", args[0], len(seen), keys, lines-len(seen), maxRep)
+				}
+			},
 		},
 	})
+}
+
+// crashMatrix skips a test that kills real processes many times under the
+// race detector: CI runs it without -race in a step of its own (.ci/run),
+// where it takes a fraction of the time.
+func crashMatrix(t *testing.T) {
+	t.Helper()
+	if raceEnabled {
+		t.Skip("a crash matrix: .ci/run runs it without -race in its own step")
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/starflow/starflow/internal/errtext"
 	"github.com/starflow/starflow/journal"
 	"github.com/starflow/starflow/runtime"
 	"github.com/starflow/starflow/server"
@@ -29,14 +30,14 @@ func (m *Main) session(c *common, command string, opts runtime.Options) (*env, *
 
 // remoteExit prints an API error and maps it to an exit code.
 func (m *Main) remoteExit(err error) int {
-	fmt.Fprintln(m.Stderr, "starflow:", err)
+	fmt.Fprintln(m.Stderr, "starflow:", errtext.Of(err))
 	var ae *server.APIError
 	if errors.As(err, &ae) {
 		if ae.Code == "check_failed" {
 			return ExitDiverged
 		}
 		switch ae.Status {
-		case http.StatusBadRequest, http.StatusNotFound, http.StatusConflict, http.StatusUnprocessableEntity, http.StatusRequestEntityTooLarge:
+		case http.StatusBadRequest, http.StatusForbidden, http.StatusNotFound, http.StatusConflict, http.StatusUnprocessableEntity, http.StatusRequestEntityTooLarge:
 			return ExitUsage
 		}
 	}

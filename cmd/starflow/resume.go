@@ -26,7 +26,7 @@ func (m *Main) cmdResume(ctx context.Context, args []string) int {
 		fs.Usage()
 		return ExitUsage
 	}
-	e, cl, code := m.session(&f.common, "resume "+pos[0], runtime.Options{MaxInlineWait: f.maxInlineWait})
+	e, cl, code := m.session(&f.common, "resume "+pos[0], f.options())
 	if cl != nil {
 		if script != "" {
 			req, err := codeRequest(script)

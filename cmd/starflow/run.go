@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -8,9 +9,12 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
+	"unicode/utf8"
 
+	"github.com/starflow/starflow/internal/errtext"
 	"github.com/starflow/starflow/journal"
 	"github.com/starflow/starflow/runtime"
 	"github.com/starflow/starflow/server"
@@ -23,6 +27,7 @@ func init() {
 // execFlags are the flags shared by commands that execute runs.
 type execFlags struct {
 	common
+	limitFlags
 	maxInlineWait time.Duration
 }
 
@@ -30,7 +35,42 @@ func (f *execFlags) register(m *Main, name, usage string) *flag.FlagSet {
 	fs := m.newFlagSet(name, usage)
 	f.common.register(fs)
 	fs.DurationVar(&f.maxInlineWait, "max-wait", runtime.DefaultMaxInlineWait, "longest wait (sleep, backoff) spent in this process; longer waits exit with code 3 and resume later")
+	f.limitFlags.register(fs)
 	return fs
+}
+
+// options are the runtime options these flags set.
+func (f *execFlags) options() runtime.Options {
+	o := runtime.Options{MaxInlineWait: f.maxInlineWait}
+	f.limitFlags.apply(&o)
+	return o
+}
+
+// limitFlags bound what runs executed by this process may use.
+type limitFlags struct {
+	maxMemory  byteSize
+	maxCompute time.Duration
+	maxCrashes int
+}
+
+func (f *limitFlags) register(fs *flag.FlagSet) {
+	f.maxMemory = runtime.DefaultMaxMemory
+	fs.Var(&f.maxMemory, "max-memory", "memory one run's values may hold, such as 256MiB or 1GiB (0: no limit); a run over it fails with exit code 7")
+	fs.DurationVar(&f.maxCompute, "max-compute", runtime.DefaultMaxCompute, "longest a run may compute between builtin calls (0: no limit); a run over it fails with exit code 7")
+	fs.IntVar(&f.maxCrashes, "max-crashes", runtime.DefaultMaxCrashes, "quarantine a run after the process died this many times in a row while executing it (0: never)")
+}
+
+func (f *limitFlags) apply(o *runtime.Options) {
+	o.MaxMemory, o.MaxCompute, o.MaxCrashes = int64(f.maxMemory), f.maxCompute, f.maxCrashes
+	if o.MaxMemory == 0 {
+		o.MaxMemory = -1
+	}
+	if o.MaxCompute == 0 {
+		o.MaxCompute = -1
+	}
+	if o.MaxCrashes == 0 {
+		o.MaxCrashes = -1
+	}
 }
 
 func (m *Main) cmdRun(ctx context.Context, args []string) int {
@@ -84,7 +124,7 @@ func (m *Main) cmdRun(ctx context.Context, args []string) int {
 		fmt.Fprintf(m.Stderr, "starflow run: cannot read script %s: %v\n", script, errors.Unwrap(err))
 		return ExitUsage
 	}
-	e, cl, code := m.session(&f.common, "run "+script, runtime.Options{MaxInlineWait: f.maxInlineWait})
+	e, cl, code := m.session(&f.common, "run "+script, f.options())
 	if cl != nil {
 		return m.runRemote(ctx, cl, f.maxInlineWait, server.StartRequest{ID: id, Entry: runtime.ScriptName(script), Input: raw, Durability: dur,
 			Limits: &journal.Limits{MaxSteps: maxSteps, MaxCalls: maxCalls}, Dialect: &journal.Dialect{While: allowWhile, Recursion: allowRec}})
@@ -118,6 +158,24 @@ func (m *Main) runRemote(ctx context.Context, cl *server.Client, maxWait time.Du
 	}
 	req.Wait = "1m"
 	r, err := cl.Start(ctx, req)
+	var ae *server.APIError
+	if errors.As(err, &ae) && ae.Code == "inline_source_disabled" {
+		// The server runs only script files in its script directory: name
+		// the file instead (this process and the server share a machine:
+		// the store's owner file told us where it listens).
+		abs, aerr := filepath.Abs(req.Entry)
+		if aerr != nil {
+			return m.remoteExit(err)
+		}
+		req.Script, req.Entry, req.Sources = abs, "", nil
+		if r, err = cl.Start(ctx, req); err != nil {
+			if errors.As(err, &ae) && ae.Code == "invalid_request" && strings.Contains(ae.Message, "outside the server's script directory") {
+				fmt.Fprintf(m.Stderr, "starflow: the server at %s runs only scripts in its script directory (starflow serve --scripts), and %s is not in it; move the script there, or start the server with --allow-inline-source\n", cl.BaseURL, abs)
+				return ExitUsage
+			}
+			return m.remoteExit(err)
+		}
+	}
 	if err != nil {
 		return m.remoteExit(err)
 	}
@@ -125,30 +183,79 @@ func (m *Main) runRemote(ctx context.Context, cl *server.Client, maxWait time.Du
 	return m.awaitRemote(ctx, cl, r, maxWait)
 }
 
-// readInput reads --input: inline JSON, @file, or @- for stdin. The JSON
-// itself is validated by the runtime (with the offset of the error).
+// readInput reads --input: inline JSON, @file, or @- for stdin. It
+// refuses, before reading it whole, an input over server.MaxInputBytes,
+// and input that is not UTF-8, naming the byte's offset. The JSON itself
+// is validated by the runtime (with the offset of the error).
 func (m *Main) readInput(s string) (json.RawMessage, error) {
+	var b []byte
 	if rest, ok := strings.CutPrefix(s, "@"); ok {
-		var b []byte
 		var err error
 		if rest == "-" {
-			b, err = io.ReadAll(m.Stdin)
+			b, err = readLimited(m.Stdin, -1)
 		} else {
-			b, err = os.ReadFile(rest)
+			var f *os.File
+			if f, err = os.Open(rest); err != nil {
+				return nil, err
+			}
+			defer f.Close()
+			size := int64(-1)
+			if st, serr := f.Stat(); serr == nil && st.Mode().IsRegular() {
+				size = st.Size()
+			}
+			b, err = readLimited(f, size)
 		}
 		if err != nil {
 			return nil, err
 		}
-		s = string(b)
+	} else {
+		if len(s) > server.MaxInputBytes {
+			return nil, inputTooLarge(int64(len(s)))
+		}
+		b = []byte(s)
 	}
-	if strings.TrimSpace(s) == "" {
+	if !utf8.Valid(b) {
+		for i := 0; i < len(b); {
+			r, n := utf8.DecodeRune(b[i:])
+			if r == utf8.RuneError && n <= 1 {
+				return nil, fmt.Errorf("not valid UTF-8: byte 0x%02x at offset %d (JSON text must be UTF-8)", b[i], i)
+			}
+			i += n
+		}
+	}
+	if len(bytes.TrimSpace(b)) == 0 {
 		return nil, fmt.Errorf("empty input (pass null for no input)")
 	}
-	var v any
-	if err := json.Unmarshal([]byte(s), &v); err != nil {
+	if !json.Valid(b) {
+		var v any
+		err := json.Unmarshal(b, &v)
 		return nil, fmt.Errorf("invalid JSON: %v", err)
 	}
-	return json.RawMessage(s), nil
+	return json.RawMessage(b), nil
+}
+
+// readLimited reads at most server.MaxInputBytes: a file whose size is
+// known to be larger is refused before it is read.
+func readLimited(r io.Reader, size int64) ([]byte, error) {
+	if size > server.MaxInputBytes {
+		return nil, inputTooLarge(size)
+	}
+	b, err := io.ReadAll(io.LimitReader(r, server.MaxInputBytes+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > server.MaxInputBytes {
+		return nil, inputTooLarge(-1)
+	}
+	return b, nil
+}
+
+func inputTooLarge(size int64) error {
+	what := "the input is larger than"
+	if size >= 0 {
+		what = fmt.Sprintf("the input is %d bytes, over", size)
+	}
+	return fmt.Errorf("%s the limit of %d bytes (%d MiB) on inputs, answers and signals; pass large data by reference (a path or URL the script reads)", what, server.MaxInputBytes, server.MaxInputBytes>>20)
 }
 
 // report prints an outcome the way run and resume do, and returns the exit
@@ -168,7 +275,7 @@ func (m *Main) report(id string, out *runtime.Outcome, err error) int {
 	case journal.StatusCompleted:
 		fmt.Fprintln(m.Stdout, string(out.Result))
 	case journal.StatusFailed:
-		fmt.Fprintf(m.Stderr, "starflow: run %s failed: %s\n", id, out.Error.Error())
+		fmt.Fprintf(m.Stderr, "starflow: run %s failed: %s\n", id, errtext.Clean(out.Error.Error()))
 		if out.Error.Backtrace != "" && out.Error.Kind != "limit" {
 			fmt.Fprint(m.Stderr, indent(out.Error.Backtrace))
 		}
@@ -185,8 +292,10 @@ func (m *Main) report(id string, out *runtime.Outcome, err error) int {
 	case journal.StatusDiverged:
 		fmt.Fprintf(m.Stderr, "starflow: %s\n", out.Error.Message)
 		fmt.Fprintln(m.Stderr, "starflow: the run is stopped; its journal is intact (starflow history "+id+")")
+	case journal.StatusQuarantined:
+		fmt.Fprintf(m.Stderr, "starflow: run %s is quarantined: %s\n", id, errtext.Clean(out.Error.Message))
 	}
-	return exitForStatus(out.Status)
+	return exitForOutcome(out)
 }
 
 // waitHint tells the user how a waiting run continues.

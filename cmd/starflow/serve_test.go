@@ -23,7 +23,7 @@ import (
 func startServe(t *testing.T, db, bumps string) (*exec.Cmd, *server.Client) {
 	t.Helper()
 	os.Remove(filepath.Join(db, badgerstore.OwnerFile))
-	cmd := exec.Command(os.Args[0], "serve", "--addr", "127.0.0.1:0", "--db", db, "--max-wait", "50ms", "--concurrency", "8", "--log-format", "json", "--log-level", "warn")
+	cmd := exec.Command(os.Args[0], "serve", "--addr", "127.0.0.1:0", "--db", db, "--max-wait", "50ms", "--concurrency", "8", "--log-format", "json", "--log-level", "warn", "--allow-inline-source")
 	cmd.Env = append(os.Environ(), "STARFLOW_TEST_MAIN=1", "BUMP_FILE="+bumps)
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
@@ -64,6 +64,7 @@ func waitCount(t *testing.T, cl *server.Client, st journal.Status, n int, within
 // sleep; after a restart every answer and timer lands and every run
 // completes, each side effect exactly once.
 func TestServeSurvivesSIGKILL(t *testing.T) {
+	crashMatrix(t)
 	if testing.Short() {
 		t.Skip("starts real processes")
 	}

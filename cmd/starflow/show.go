@@ -82,10 +82,19 @@ func (m *Main) loadRun(ctx context.Context, e *env, id string) (*journal.Run, []
 func (m *Main) printView(v view.Run, executing bool) {
 	w := m.Stdout
 	status := string(v.Status)
-	if v.Status == journal.StatusRunning && executing {
+	switch {
+	case v.Status == journal.StatusRunning && executing:
 		status += " (executing in the server)"
-	} else if v.Status == journal.StatusRunning {
+	case v.Status == journal.StatusRunning && v.Executing != nil:
+		status += fmt.Sprintf(" (interrupted: process %d died while executing it", v.Executing.PID)
+		if v.Executing.Host != "" {
+			status += " on " + v.Executing.Host
+		}
+		status += fmt.Sprintf("; continue with: starflow resume %s)", v.ID)
+	case v.Status == journal.StatusRunning:
 		status += fmt.Sprintf(" (interrupted: no process is executing it; continue with: starflow resume %s)", v.ID)
+	case v.Status == journal.StatusQuarantined:
+		status += fmt.Sprintf(" (set aside after %d crashes; run it again with: starflow retry %s)", v.Crashes, v.ID)
 	}
 	fmt.Fprintf(w, "run         %s\n", v.ID)
 	fmt.Fprintf(w, "status      %s\n", status)

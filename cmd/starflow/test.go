@@ -22,6 +22,7 @@ import (
 	"go.starlark.net/starlark"
 
 	"github.com/starflow/starflow/chaos"
+	"github.com/starflow/starflow/internal/errtext"
 	"github.com/starflow/starflow/internal/value"
 	"github.com/starflow/starflow/journal"
 	"github.com/starflow/starflow/journal/badgerstore"
@@ -37,10 +38,10 @@ func init() {
 // scenario's processes with.
 const testChildCommand = "__test-child"
 
-// Crash points around a call.
+// Crash points around a call (spec/testing.md).
 const (
-	crashBefore = "before" // just before the builtin runs
-	crashMid    = "mid"    // after its side effect, before its completion is journaled
+	crashBefore = "before" // before anything about the call is journaled
+	crashMid    = "mid"    // after its side effect, before its completion is journaled (an effectful call's call.started is on disk)
 	crashAfter  = "after"  // after its completion is journaled, before the script sees it
 )
 
@@ -63,6 +64,11 @@ func (h *testHooks) apply(opts *runtime.Options) {
 	for i, b := range opts.Builtins {
 		opts.Builtins[i] = h.wrap(b)
 	}
+	opts.BeforeCall = func(id, step string) {
+		if h.crashAt == crashBefore && step == h.crashStep {
+			die()
+		}
+	}
 	opts.AfterCall = func(id, step string) {
 		if h.crashAt == crashAfter && step == h.crashStep {
 			die()
@@ -80,9 +86,6 @@ func (h *testHooks) wrap(b *runtime.Builtin) *runtime.Builtin {
 	w := *b
 	fn := b.Fn
 	w.Fn = func(ctx context.Context, c *runtime.Call) (starlark.Value, error) {
-		if c.Step == h.crashStep && h.crashAt == crashBefore {
-			die()
-		}
 		v, err := fn(ctx, c)
 		h.effect(c.Key, c.Builtin)
 		if c.Step == h.crashStep && h.crashAt == crashMid {
@@ -211,7 +214,7 @@ func (m *Main) cmdTestChild(ctx context.Context, args []string) int {
 		}
 	}
 	if err != nil {
-		fmt.Fprintln(m.Stderr, "starflow test:", err)
+		fmt.Fprintln(m.Stderr, "starflow test:", errtext.Of(err))
 		return ExitFailed
 	}
 	res := childOutcome{Status: out.Status, Result: out.Result, Error: out.Error}
@@ -240,7 +243,7 @@ func (m *Main) feed(ctx context.Context, e *env, id string, in *testInputs, w *j
 			}
 		}
 		if given < len(in.Answers) {
-			_, _, err := e.rt.Send(ctx, id, journal.Message{Kind: journal.MessageAnswer, Value: in.Answers[given], From: "starflow test"})
+			_, err := e.rt.Send(ctx, id, journal.Message{Kind: journal.MessageAnswer, Value: in.Answers[given], From: "starflow test"})
 			return err
 		}
 	case "wait_signal":
@@ -255,7 +258,7 @@ func (m *Main) feed(ctx context.Context, e *env, id string, in *testInputs, w *j
 			}
 		}
 		if given < len(in.Signals[sw.Name]) {
-			_, _, err := e.rt.Send(ctx, id, journal.Message{Kind: journal.MessageSignal, Name: sw.Name, Value: in.Signals[sw.Name][given], From: "starflow test"})
+			_, err := e.rt.Send(ctx, id, journal.Message{Kind: journal.MessageSignal, Name: sw.Name, Value: in.Signals[sw.Name][given], From: "starflow test"})
 			return err
 		}
 	}
@@ -503,6 +506,9 @@ func (t *tester) child(name, crash string, resume bool) (*childOutcome, error) {
 	}
 	for _, h := range t.common.allowHosts {
 		args = append(args, "--http-allow-host", h)
+	}
+	for _, n := range t.common.secrets {
+		args = append(args, "--secret", n)
 	}
 	if t.common.chaos != "" {
 		args = append(args, "--chaos", t.common.chaos, "--chaos-seed", strconv.FormatInt(t.chaosSeed, 10))

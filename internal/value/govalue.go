@@ -137,6 +137,8 @@ func ToGo(v starlark.Value) (any, error) {
 		return gotime.Duration(v), nil
 	case Secret:
 		return v, nil
+	case JSONOf:
+		return ToGo(v.v)
 	case *starlark.Dict:
 		m := make(map[string]any, v.Len())
 		for _, kv := range v.Items() {

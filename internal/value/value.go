@@ -15,6 +15,19 @@
 //	{"$time": "RFC 3339"}    time.time
 //	{"$duration": "1h2m"}    time.duration
 //	{"$secret": "NAME"}      secret reference (never its value)
+//	{"$json": "FIELD"}       the JSON-decoded value of sibling field FIELD
+//
+// The last tag stores a value once where a builtin returns both a text and
+// its parsed form (an http response's json beside its body): a JSONOf
+// field (see ParseJSONOf) is written as {"$json": "body"} when it is a
+// field of the same struct or string-keyed dict as "body", and that field
+// holds the very text it was parsed from, as valid UTF-8. Decode gives
+// the field FromJSON of its sibling's text: the same value the builtin
+// made, which is what scripts see, live or replayed. Anywhere else (a
+// list element, a sibling that differs) a JSONOf is written as its value.
+// "$json" is only valid as a field of an object whose named sibling is a
+// string; FromJSON must keep reading every text it once accepted, since
+// journals hold texts that it parses again.
 //
 // Numbers keep their kind: an integer is written without a fraction or
 // exponent (any size), a float always with one. Dicts keep their insertion
@@ -31,6 +44,7 @@ import (
 	"fmt"
 	"math"
 	"math/big"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -70,6 +84,45 @@ func (s Secret) AttrNames() []string { return []string{"name"} }
 // string (which would be journaled).
 func (s Secret) Binary(op syntax.Token, y starlark.Value, side starlark.Side) (starlark.Value, error) {
 	return nil, fmt.Errorf("%s cannot be combined with %s using %s: pass the secret itself where a builtin accepts it (for example as a header value)", s, y.Type(), op)
+}
+
+// JSONOf is the value of a field that holds the JSON-decoded form of a
+// sibling string field (an http response's json, parsed from its body).
+// It behaves as that value, which Value returns; Encode writes it as
+// {"$json": "<field>"}, so that the journal holds the text once. Scripts
+// never see a JSONOf: they see results decoded from the journal.
+type JSONOf struct {
+	field string
+	text  string
+	v     starlark.Value
+}
+
+var _ starlark.Value = JSONOf{}
+
+// ParseJSONOf parses text with FromJSON, as the value of a field whose
+// sibling field named field holds text.
+func ParseJSONOf(field, text string) (JSONOf, error) {
+	v, err := FromJSON([]byte(text))
+	if err != nil {
+		return JSONOf{}, err
+	}
+	return JSONOf{field: field, text: text, v: v}, nil
+}
+
+// Value returns the decoded value.
+func (j JSONOf) Value() starlark.Value { return j.v }
+
+func (j JSONOf) String() string        { return j.v.String() }
+func (j JSONOf) Type() string          { return j.v.Type() }
+func (j JSONOf) Freeze()               { j.v.Freeze() }
+func (j JSONOf) Truth() starlark.Bool  { return j.v.Truth() }
+func (j JSONOf) Hash() (uint32, error) { return j.v.Hash() }
+
+// refers reports whether j may be written as a reference to the field
+// named j.field of its object, whose value is sibling.
+func (j JSONOf) refers(self string, sibling starlark.Value) bool {
+	s, ok := sibling.(starlark.String)
+	return ok && self != j.field && len(s) == len(j.text) && string(s) == j.text && utf8.ValidString(j.text)
 }
 
 // Encode writes v in journal form, preserving dict order.
@@ -165,6 +218,9 @@ func (e *encoder) value(v starlark.Value, path string) error {
 		e.buf.WriteString(`{"$secret":`)
 		e.str(v.Name)
 		e.buf.WriteByte('}')
+	case JSONOf:
+		// Not a field beside its text (see object): the value itself.
+		return e.value(v.v, path)
 	default:
 		return fmt.Errorf("%s: a %s cannot be journaled (only None, bool, int, float, string, bytes, list, tuple, dict, set, struct, time, duration and secret values can)", path, v.Type())
 	}
@@ -280,7 +336,14 @@ func (e *encoder) object(keys []string, get func(string) starlark.Value, path st
 		}
 		e.str(k)
 		e.buf.WriteByte(':')
-		if err := e.value(get(k), fmt.Sprintf("%s[%q]", path, k)); err != nil {
+		v := get(k)
+		if j, ok := v.(JSONOf); ok && j.refers(k, get(j.field)) {
+			e.buf.WriteString(`{"$json":`)
+			e.str(j.field)
+			e.buf.WriteByte('}')
+			continue
+		}
+		if err := e.value(v, fmt.Sprintf("%s[%q]", path, k)); err != nil {
 			return err
 		}
 	}
@@ -295,6 +358,9 @@ func Decode(data []byte) (starlark.Value, error) {
 	if err != nil {
 		return nil, err
 	}
+	if r, ok := v.(jsonRef); ok {
+		return nil, r.misplaced()
+	}
 	d.space()
 	if d.pos != len(d.data) {
 		return nil, d.errorf("unexpected data after the value")
@@ -304,7 +370,9 @@ func Decode(data []byte) (starlark.Value, error) {
 
 // FromJSON converts ordinary JSON (a run's input) to Starlark values:
 // objects become dicts in their order, arrays lists, numbers ints when
-// written without fraction or exponent and floats otherwise.
+// written without fraction or exponent and floats otherwise. Text that is
+// not UTF-8, and \u escapes of half a surrogate pair, are errors naming
+// their offset (encoding/json would replace them with U+FFFD).
 func FromJSON(data []byte) (starlark.Value, error) {
 	d := decoder{data: data}
 	d.space()
@@ -325,8 +393,8 @@ func FromJSON(data []byte) (starlark.Value, error) {
 // ToJSON converts a Starlark value to ordinary JSON (a run's result):
 // tuples and sets become arrays, structs objects, times RFC 3339 strings,
 // durations strings such as "1h30m0s", secrets "<secret NAME>". Dicts must
-// have string keys. Other values (functions, bytes) are an error naming
-// where in the value they are.
+// have string keys. Other values (functions, bytes) and strings that are
+// not UTF-8 are an error naming where in the value they are.
 func ToJSON(v starlark.Value) ([]byte, error) {
 	var buf bytes.Buffer
 	if err := toJSON(&buf, v, "result", 0); err != nil {
@@ -377,6 +445,9 @@ func toJSON(buf *bytes.Buffer, v starlark.Value, path string, depth int) error {
 		}
 		buf.WriteString(formatFloat(f))
 	case starlark.String:
+		if !utf8.ValidString(string(v)) {
+			return textError(path, "the string", string(v))
+		}
 		writeStr(string(v))
 	case *starlark.List:
 		return seq(v)
@@ -390,6 +461,9 @@ func toJSON(buf *bytes.Buffer, v starlark.Value, path string, depth int) error {
 			k, ok := kv[0].(starlark.String)
 			if !ok {
 				return fmt.Errorf("%s: dict key %s is a %s; JSON object keys must be strings", path, kv[0], kv[0].Type())
+			}
+			if !utf8.ValidString(string(k)) {
+				return textError(path, fmt.Sprintf("the dict key %q", string(k)), string(k))
 			}
 			if i > 0 {
 				buf.WriteByte(',')
@@ -422,6 +496,8 @@ func toJSON(buf *bytes.Buffer, v starlark.Value, path string, depth int) error {
 		writeStr(gotime.Duration(v).String())
 	case Secret:
 		writeStr(v.String())
+	case JSONOf:
+		return toJSON(buf, v.v, path, depth)
 	default:
 		return fmt.Errorf("%s: a %s cannot be represented in JSON", path, v.Type())
 	}
@@ -498,6 +574,10 @@ func (d *decoder) literal(word string, v starlark.Value) (starlark.Value, error)
 	return v, nil
 }
 
+// jsonNumber is the grammar of a JSON number (RFC 8259, section 6);
+// strconv alone also takes "1.", ".5" and "01.5".
+var jsonNumber = regexp.MustCompile(`^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?$`)
+
 func (d *decoder) number() (starlark.Value, error) {
 	start := d.pos
 	isFloat := false
@@ -518,13 +598,13 @@ func (d *decoder) number() (starlark.Value, error) {
 	}
 done:
 	lit := string(d.data[start:d.pos])
-	if d.pos == digits {
+	if d.pos == digits || !jsonNumber.MatchString(lit) {
 		return nil, d.errorf("invalid number %q", lit)
 	}
 	if isFloat {
 		f, err := strconv.ParseFloat(lit, 64)
 		if err != nil {
-			return nil, d.errorf("invalid number %q", lit)
+			return nil, d.errorf("number %s is out of the range of a float", lit)
 		}
 		return starlark.Float(f), nil
 	}
@@ -558,10 +638,15 @@ func (d *decoder) string() (string, error) {
 		}
 		if c == '"' {
 			d.pos++
-			if simple {
-				s := d.data[start+1 : d.pos-1]
-				if utf8.Valid(s) {
-					return string(s), nil
+			raw := d.data[start+1 : d.pos-1]
+			if simple && utf8.Valid(raw) {
+				return string(raw), nil
+			}
+			if !d.tagged {
+				// Plain JSON (inputs, answers, what builtins parse) must be
+				// text: refuse what encoding/json would turn into U+FFFD.
+				if err := checkText(raw, start+1); err != nil {
+					return "", err
 				}
 			}
 			var s string
@@ -573,6 +658,78 @@ func (d *decoder) string() (string, error) {
 		d.pos++
 	}
 	return "", d.errorf("unterminated string")
+}
+
+// checkText reports, at its offset in the document, the first byte of a
+// JSON string's raw contents that is not UTF-8, or the first \u escape of
+// half a UTF-16 surrogate pair: neither encodes a character, and decoders
+// silently turn both into U+FFFD.
+func checkText(raw []byte, offset int) error {
+	if i := invalidUTF8(raw); i >= 0 {
+		return fmt.Errorf("invalid JSON at offset %d: byte 0x%02x is not UTF-8 (JSON text must be UTF-8)", offset+i, raw[i])
+	}
+	for i := 0; i+1 < len(raw); i++ {
+		if raw[i] != '\\' {
+			continue
+		}
+		if raw[i+1] != 'u' {
+			i++ // an escaped character, perhaps a backslash
+			continue
+		}
+		r, ok := hex4(raw[i+2:])
+		if !ok || r < 0xd800 || r > 0xdfff {
+			i += 5
+			continue
+		}
+		if r <= 0xdbff && i+12 <= len(raw) && raw[i+6] == '\\' && raw[i+7] == 'u' {
+			if lo, ok := hex4(raw[i+8:]); ok && lo >= 0xdc00 && lo <= 0xdfff {
+				i += 11
+				continue
+			}
+		}
+		return fmt.Errorf("invalid JSON at offset %d: \\u%04x is half of a UTF-16 surrogate pair and encodes no character", offset+i, r)
+	}
+	return nil
+}
+
+// hex4 reads four hex digits.
+func hex4(b []byte) (rune, bool) {
+	if len(b) < 4 {
+		return 0, false
+	}
+	var r rune
+	for _, c := range b[:4] {
+		switch {
+		case c >= '0' && c <= '9':
+			r = r<<4 | rune(c-'0')
+		case c >= 'a' && c <= 'f':
+			r = r<<4 | rune(c-'a'+10)
+		case c >= 'A' && c <= 'F':
+			r = r<<4 | rune(c-'A'+10)
+		default:
+			return 0, false
+		}
+	}
+	return r, true
+}
+
+// invalidUTF8 returns the index of the first byte of b that is not part
+// of valid UTF-8, or -1.
+func invalidUTF8(b []byte) int {
+	for i := 0; i < len(b); {
+		r, n := utf8.DecodeRune(b[i:])
+		if r == utf8.RuneError && n <= 1 {
+			return i
+		}
+		i += n
+	}
+	return -1
+}
+
+// textError explains a string in a result that is not UTF-8.
+func textError(path, what, s string) error {
+	i := invalidUTF8([]byte(s))
+	return fmt.Errorf("%s: %s is not valid UTF-8 (byte 0x%02x at offset %d of %d) and JSON text must be; decode or clean binary data before returning it", path, what, s[i], i, len(s))
 }
 
 func (d *decoder) array() ([]starlark.Value, error) {
@@ -587,6 +744,9 @@ func (d *decoder) array() ([]starlark.Value, error) {
 		v, err := d.value()
 		if err != nil {
 			return nil, err
+		}
+		if r, ok := v.(jsonRef); ok {
+			return nil, r.misplaced()
 		}
 		elems = append(elems, v)
 		d.space()
@@ -614,6 +774,7 @@ func (d *decoder) object() (starlark.Value, error) {
 		return dict, nil
 	}
 	first := true
+	var refs []string // keys whose value is a $json reference
 	for {
 		d.space()
 		if d.pos >= len(d.data) || d.data[d.pos] != '"' {
@@ -636,6 +797,9 @@ func (d *decoder) object() (starlark.Value, error) {
 		if err != nil {
 			return nil, err
 		}
+		if _, ok := v.(jsonRef); ok {
+			refs = append(refs, k)
+		}
 		if err := dict.SetKey(starlark.String(k), v); err != nil {
 			return nil, err
 		}
@@ -648,6 +812,9 @@ func (d *decoder) object() (starlark.Value, error) {
 			d.pos++
 		case '}':
 			d.pos++
+			if err := resolveJSONRefs(dict, refs); err != nil {
+				return nil, d.errorf("%v", err)
+			}
 			return dict, nil
 		default:
 			return nil, d.errorf("expected , or } in object")
@@ -768,6 +935,10 @@ func (d *decoder) tagged1(tag string) (starlark.Value, error) {
 		var s string
 		s, err = strBody()
 		v = Secret{Name: s}
+	case "$json":
+		var s string
+		s, err = strBody()
+		v = jsonRef{field: s}
 	default:
 		return nil, d.errorf("unknown tag %q", tag)
 	}
@@ -780,6 +951,42 @@ func (d *decoder) tagged1(tag string) (starlark.Value, error) {
 	}
 	d.pos++
 	return v, nil
+}
+
+// jsonRef is a decoded {"$json": field}, until the object holding it is
+// complete and it is replaced by the value it refers to.
+type jsonRef struct{ field string }
+
+func (r jsonRef) String() string        { return `{"$json": ` + strconv.Quote(r.field) + `}` }
+func (r jsonRef) Type() string          { return "$json" }
+func (r jsonRef) Freeze()               {}
+func (r jsonRef) Truth() starlark.Bool  { return false }
+func (r jsonRef) Hash() (uint32, error) { return 0, fmt.Errorf("unhashable: $json") }
+
+func (r jsonRef) misplaced() error {
+	return fmt.Errorf("invalid journal value: %s is only valid as a field of an object", r)
+}
+
+// resolveJSONRefs replaces the $json references among dict's values (at
+// keys) by FromJSON of the sibling fields they name.
+func resolveJSONRefs(dict *starlark.Dict, keys []string) error {
+	for _, k := range keys {
+		v, _, _ := dict.Get(starlark.String(k))
+		ref := v.(jsonRef)
+		sib, found, _ := dict.Get(starlark.String(ref.field))
+		text, ok := sib.(starlark.String)
+		if !found || !ok {
+			return fmt.Errorf("field %q is %s, but the object has no string field %q", k, ref, ref.field)
+		}
+		dec, err := FromJSON([]byte(text))
+		if err != nil {
+			return fmt.Errorf("field %q is %s, but field %q does not hold JSON: %v", k, ref, ref.field, err)
+		}
+		if err := dict.SetKey(starlark.String(k), dec); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // SameJSON reports whether a and b are the same JSON value (object key

@@ -163,6 +163,7 @@ func TestJSON(t *testing.T) {
 func FuzzDecode(f *testing.F) {
 	f.Add([]byte(`{"$tuple":[1,{"$bytes":"AA=="}]}`))
 	f.Add([]byte(`{"a":[1,2.5,"x",null,true]}`))
+	f.Add([]byte(`{"$struct":{"body":"[1,{\"a\":2}]","json":{"$json":"body"}}}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		v, err := Decode(data)
 		if err != nil {
@@ -192,5 +193,99 @@ func TestInvalidUTF8String(t *testing.T) {
 	dec, err := Decode(enc)
 	if err != nil || dec != v {
 		t.Fatalf("dec = %q, %v", dec, err)
+	}
+}
+
+func TestJSONOfIsJournaledAsAReference(t *testing.T) {
+	body := `{"items": [1, 2.5, "x"], "ok": true}`
+	js, err := ParseJSONOf("body", body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp := starlarkstruct.FromStringDict(starlark.String("response"), starlark.StringDict{
+		"status": starlark.MakeInt(200), "body": starlark.String(body), "json": js,
+	})
+	enc, err := Encode(resp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"$struct":{"body":"{\"items\": [1, 2.5, \"x\"], \"ok\": true}","json":{"$json":"body"},"status":200}}`
+	if string(enc) != want {
+		t.Fatalf("enc %s\nwant %s", enc, want)
+	}
+	dec, err := Decode(enc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := dec.(*starlarkstruct.Struct).Attr("json")
+	direct, _ := FromJSON([]byte(body))
+	if eq, err := starlark.Equal(got, direct); err != nil || !eq || got.Type() != "dict" {
+		t.Fatalf("json decoded as %s %v, want %s", got.Type(), got, direct)
+	}
+	// A dict with the field before its text, in insertion order.
+	d := starlark.NewDict(2)
+	d.SetKey(starlark.String("parsed"), mustJSONOf(t, "text", `[1, {"a": null}]`))
+	d.SetKey(starlark.String("text"), starlark.String(`[1, {"a": null}]`))
+	enc, _ = Encode(d)
+	if string(enc) != `{"parsed":{"$json":"text"},"text":"[1, {\"a\": null}]"}` {
+		t.Fatalf("dict enc %s", enc)
+	}
+	dec, err = Decode(enc)
+	if err != nil || dec.String() != `{"parsed": [1, {"a": None}], "text": "[1, {\"a\": null}]"}` {
+		t.Fatalf("dict dec %v, %v", dec, err)
+	}
+	// Plain JSON (a run's result) has the value.
+	if out, _ := ToJSON(resp); !strings.Contains(string(out), `"json":{"items":[1,2.5,"x"],"ok":true}`) {
+		t.Fatalf("ToJSON %s", out)
+	}
+}
+
+func mustJSONOf(t *testing.T, field, text string) JSONOf {
+	t.Helper()
+	j, err := ParseJSONOf(field, text)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return j
+}
+
+// Where the reference could not be resolved to the same text, the value
+// is written instead.
+func TestJSONOfWithoutItsTextIsWrittenAsItsValue(t *testing.T) {
+	j := mustJSONOf(t, "body", `{"a": 1}`)
+	for name, v := range map[string]starlark.Value{
+		"in a list":       starlark.NewList([]starlark.Value{starlark.String(`{"a": 1}`), j}),
+		"no sibling":      starlarkstruct.FromStringDict(starlarkstruct.Default, starlark.StringDict{"json": j}),
+		"other text":      starlarkstruct.FromStringDict(starlarkstruct.Default, starlark.StringDict{"body": starlark.String(`{"a": 2}`), "json": j}),
+		"sibling a bytes": starlarkstruct.FromStringDict(starlarkstruct.Default, starlark.StringDict{"body": starlark.Bytes(`{"a": 1}`), "json": j}),
+	} {
+		enc, err := Encode(v)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if strings.Contains(string(enc), "$json") || !strings.Contains(string(enc), `{"a":1}`) {
+			t.Fatalf("%s: %s", name, enc)
+		}
+	}
+	// Text that is not UTF-8 is not JSON: there is nothing to refer to.
+	if _, err := ParseJSONOf("body", "[\"\xff\"]"); err == nil {
+		t.Fatal("ParseJSONOf accepted text that is not UTF-8")
+	}
+}
+
+func TestMisplacedJSONReferenceIsAnError(t *testing.T) {
+	for _, bad := range []string{
+		`{"$json":"body"}`,
+		`[{"$json":"body"}]`,
+		`{"json":{"$json":"body"}}`,
+		`{"body":1,"json":{"$json":"body"}}`,
+		`{"body":"{not json","json":{"$json":"body"}}`,
+		`{"a":{"$json":"b"},"b":{"$json":"a"}}`,
+		`{"$tuple":[{"$json":"body"}]}`,
+		`{"$dict":[["k",{"$json":"body"}]]}`,
+	} {
+		if v, err := Decode([]byte(bad)); err == nil {
+			t.Errorf("Decode(%s) = %v", bad, v)
+		}
 	}
 }

@@ -27,6 +27,11 @@ type Run struct {
 	Calls      CallCounts         `json:"calls"`
 	Records    int                `json:"records"`
 	Resumes    int                `json:"resumes"`
+	// Executing is the process last marked as executing the run; with
+	// status running and no process executing it now, that process died
+	// during the run.
+	Executing *journal.Execution `json:"executing,omitempty"`
+	Crashes   int                `json:"crashes,omitempty"`
 }
 
 // CallCounts counts a run's calls by outcome.
@@ -43,7 +48,8 @@ type CallCounts struct {
 func Of(meta *journal.Run, recs []journal.Record) Run {
 	v := Run{ID: meta.ID, Status: meta.Status, Result: meta.Result, Error: meta.Error, Waiting: meta.Waiting,
 		Script: meta.Script, ScriptHash: meta.ScriptHash, Durability: meta.Durability,
-		CreatedAt: meta.CreatedAt, UpdatedAt: meta.UpdatedAt, FinishedAt: meta.FinishedAt, Records: len(recs), Progress: meta.Progress, Origin: meta.Origin}
+		CreatedAt: meta.CreatedAt, UpdatedAt: meta.UpdatedAt, FinishedAt: meta.FinishedAt, Records: len(recs), Progress: meta.Progress, Origin: meta.Origin,
+		Executing: meta.Executing, Crashes: meta.Crashes}
 	if v.Result == nil {
 		v.Result = json.RawMessage("null")
 	}
@@ -109,6 +115,8 @@ type Event struct {
 	Durab    journal.Durability `json:"durability,omitempty"`
 	PID      int                `json:"pid,omitempty"`
 	By       string             `json:"cancelled_by,omitempty"`
+	Crashes  int                `json:"crashes,omitempty"`
+	Retry    string             `json:"retried_by,omitempty"`
 }
 
 // Events converts a journal to events.
@@ -152,6 +160,14 @@ func Events(recs []journal.Record) ([]Event, error) {
 			var p journal.RunResumed
 			err = r.Decode(&p)
 			ev.PID = p.PID
+		case journal.TypeRunQuarantined:
+			var p journal.RunQuarantined
+			err = r.Decode(&p)
+			ev.Crashes, ev.Reason, ev.Step = p.Crashes, p.Reason, p.Step
+		case journal.TypeRunRetried:
+			var p journal.RunRetried
+			err = r.Decode(&p)
+			ev.Retry = p.By
 		case journal.TypeRunFinished:
 			var p journal.RunFinished
 			err = r.Decode(&p)

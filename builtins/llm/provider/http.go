@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/starflow/starflow/internal/retryafter"
 )
 
 // Default base URLs, as the official SDKs use them.
@@ -159,7 +161,7 @@ func (h *HTTP) Complete(ctx context.Context, req *Request, key string) (*Respons
 		if e.RequestID == "" {
 			e.RequestID = reqID
 		}
-		if ra := retryAfter(resp.Header, h.now()); ra > e.RetryAfter {
+		if ra, _ := retryafter.Parse(resp.Header, h.now()); ra > e.RetryAfter {
 			e.RetryAfter = ra
 		}
 		return nil, e
@@ -218,29 +220,6 @@ func transportError(ctx context.Context, err error, key string) error {
 		return &Error{Class: ClassTimeout, Message: msg}
 	}
 	return &Error{Class: ClassNetwork, Message: msg}
-}
-
-// retryAfter reads retry-after-ms (OpenAI) or retry-after (seconds or an
-// HTTP date).
-func retryAfter(h http.Header, now time.Time) time.Duration {
-	if v := h.Get("retry-after-ms"); v != "" {
-		if ms, err := strconv.ParseFloat(v, 64); err == nil && ms >= 0 {
-			return time.Duration(ms * float64(time.Millisecond))
-		}
-	}
-	v := h.Get("retry-after")
-	if v == "" {
-		return 0
-	}
-	if s, err := strconv.ParseFloat(v, 64); err == nil && s >= 0 {
-		return time.Duration(s * float64(time.Second))
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		if d := t.Sub(now); d > 0 {
-			return d
-		}
-	}
-	return 0
 }
 
 // rateLimit reads the capacity headers of the provider's format.

@@ -10,6 +10,7 @@ import (
 
 	"github.com/starflow/starflow/builtins/llm/llmtest"
 	"github.com/starflow/starflow/builtins/llm/provider"
+	"github.com/starflow/starflow/internal/retryafter"
 )
 
 const key = "sk-test-0123456789abcdefXYZ"
@@ -258,6 +259,39 @@ func TestScrub(t *testing.T) {
 	for _, leak := range []string{"abcdefghijklmnop", "mykey123", "AIzaSy"} {
 		if strings.Contains(s, leak) {
 			t.Fatalf("%q survived scrubbing: %s", leak, s)
+		}
+	}
+}
+
+// Retry-After is read by internal/retryafter, as the http builtin reads
+// it: an unusable retry-after-ms gives way to Retry-After, absurd waits
+// are capped, NaN and negative values are ignored.
+func TestRetryAfterHeaders(t *testing.T) {
+	for _, c := range []struct {
+		h    map[string]string
+		want time.Duration
+	}{
+		{map[string]string{"Retry-After": "1"}, time.Second},
+		{map[string]string{"Retry-After-Ms": "250", "Retry-After": "9"}, 250 * time.Millisecond},
+		{map[string]string{"Retry-After-Ms": "+Inf", "Retry-After": "2"}, 2 * time.Second},
+		{map[string]string{"Retry-After": "99999999999999"}, retryafter.Max},
+		{map[string]string{"Retry-After-Ms": "1e300"}, retryafter.Max},
+		{map[string]string{"Retry-After": "NaN"}, 0},
+		{map[string]string{"Retry-After": "-5"}, 0},
+	} {
+		srv, p := newPair(t, llmtest.OpenAI)
+		h := http.Header{}
+		for k, v := range c.h {
+			h.Set(k, v)
+		}
+		srv.Script(llmtest.Reply{Fault: llmtest.RateLimit, Header: h})
+		_, err := p.Complete(context.Background(), &provider.Request{Model: "m", Messages: []provider.Message{{Role: "user", Content: "hi"}}}, key)
+		var pe *provider.Error
+		if !errors.As(err, &pe) || pe.Class != provider.ClassRateLimit {
+			t.Fatalf("%v: err %v", c.h, err)
+		}
+		if pe.RetryAfter != c.want {
+			t.Errorf("%v: RetryAfter %v, want %v", c.h, pe.RetryAfter, c.want)
 		}
 	}
 }
