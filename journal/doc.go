@@ -17,9 +17,18 @@
 // content-addressed blob space for script sources.
 //
 // Each record is stored in an envelope (see [Encode]): a version byte, a type
-// byte, the record time, a CRC-32C checksum and a JSON payload. [Decode]
-// verifies the checksum; a mismatch is reported as a [*CorruptError] that
-// names the run and the sequence number, never as a silently wrong value.
+// byte, the record time, a CRC-32C checksum and a JSON payload.
+// [DecodeRecord] verifies the checksum; a mismatch is reported as a
+// [*CorruptError] that names the run and the sequence number, never as a
+// silently wrong value. Run metadata is stored in the same envelope
+// ([EncodeRun], [DecodeRun]).
+//
+// Damage is reported, never read as something else: a [*CorruptError] names
+// the record, the run (its metadata, or a journal that does not start with
+// run.started), or the store. [Store.List] returns the runs it can read
+// with a [*CorruptRunsError] naming the others. Values are limited to
+// [MaxRecordBytes] ([ErrTooLarge]), and a store may refuse writes when its
+// disk is nearly full ([ErrNoSpace]).
 //
 // # Implementations
 //
