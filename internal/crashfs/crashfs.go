@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -175,6 +176,7 @@ func Mount(backing string) (*FS, string, error) {
 		return nil, "", fmt.Errorf("%w: mount on %s: %v", ErrUnavailable, mnt, err)
 	}
 	f.server, f.mnt = server, mnt
+	closeOnExec()
 	var mst syscall.Stat_t
 	if err := syscall.Stat(mnt, &mst); err == nil {
 		f.connID = unix.Minor(mst.Dev)
@@ -322,4 +324,24 @@ func MountT(t testing.TB, backing string) (*FS, string) {
 		}
 	})
 	return f, mnt
+}
+
+// closeOnExec marks this process's /dev/fuse descriptors close-on-exec.
+// go-fuse opens the device without O_CLOEXEC; a child process (the code
+// under test) that inherited it would keep the connection alive after this
+// process died, and everything touching the mount would hang.
+func closeOnExec() {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		fd, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if target, err := os.Readlink("/proc/self/fd/" + e.Name()); err == nil && target == "/dev/fuse" {
+			unix.FcntlInt(uintptr(fd), unix.F_SETFD, unix.FD_CLOEXEC)
+		}
+	}
 }

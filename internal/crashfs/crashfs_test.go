@@ -66,6 +66,7 @@ func runChild(t *testing.T, what, path string) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$", path)
 	cmd.Env = append(os.Environ(), childEnv+"="+what)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("child: %v\n%s", err, out)
 	}
@@ -241,7 +242,7 @@ func TestRenameAfterCommit(t *testing.T) {
 	absent(t, dir+"/tmp")
 }
 
-func TestTruncateIsContent(t *testing.T) {
+func TestTruncateNeedsASyncOrACommit(t *testing.T) {
 	f, mnt, _ := mount(t)
 	big := bytes.Repeat([]byte("0123456789abcdef"), 1000) // 16000 bytes, 4 pages
 	if err := os.WriteFile(mnt+"/f", big, 0o644); err != nil {
@@ -269,18 +270,44 @@ func TestTruncateIsContent(t *testing.T) {
 	if err := fd.Truncate(10); err != nil {
 		t.Fatal(err)
 	}
-	dir, err := f.PowerLoss(nil)
+	lost, err := f.PowerLoss(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	exp := append(append([]byte(nil), big[:5000]...), make([]byte, 7000)...)
-	got, err := os.ReadFile(dir + "/f")
+	got, err := os.ReadFile(lost + "/f")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !bytes.Equal(got, exp) {
 		t.Fatalf("got %d bytes, differing from the expected %d", len(got), len(exp))
 	}
+}
+
+func TestTruncateIsDurableAtCommit(t *testing.T) {
+	f, mnt, _ := mount(t)
+	write(t, mnt+"/f", "0123456789", true)
+	fd, err := os.OpenFile(mnt+"/f", os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fd.Close()
+	if err := fd.Truncate(3); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fd.WriteAt([]byte("abc"), 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := fd.Truncate(6000); err != nil {
+		t.Fatal(err)
+	}
+	write(t, mnt+"/g", "g", true) // a new file's fdatasync commits the journal
+	dir, err := f.PowerLoss(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The sizes are committed, the unsynced data is not.
+	want(t, dir+"/f", "012"+string(make([]byte, 5997)))
 }
 
 func TestSharedMappingSurvivesOnlyWithMsync(t *testing.T) {

@@ -39,12 +39,20 @@
 // pages to the file system, so it counts too. Nothing else makes content
 // durable: not close, not munmap, not the kernel's own writeback of dirty
 // pages, not a sync of another file. A file created through the mount
-// starts with empty durable content. Truncation, extension and fallocate
-// are content changes like writes: durable at the file's next
-// fsync/fdatasync.
+// starts with empty durable content.
 //
-// The namespace (create, mkdir, unlink, rmdir, rename, link, symlink) is
-// modelled on ext4's journal, the file system starflow runs on: metadata
+// Size changes by truncate/ftruncate/O_TRUNC and fallocate, and holes
+// punched or zeroed by fallocate, are metadata: they become durable at the
+// file's next fsync/fdatasync, or at the next namespace commit (below),
+// whichever comes first. A commit gives the file its new size (zeros where
+// it grew) but none of the data written since its last sync. This is
+// ext4's behaviour: i_size set by truncate and extents freed by a punch are
+// journaled, while data written by write(2) or through a mapping reach the
+// disk only by writeback (delayed allocation), and appends extend the
+// on-disk size only when their data is written.
+//
+// The namespace (create, mkdir, unlink, rmdir, rename, link, symlink), like
+// that metadata, is modelled on ext4's journal, the file system starflow runs on: metadata
 // changes are journaled in order, and the journal commits them all at
 // once. A commit happens here only when a syscall forces one:
 //
@@ -72,7 +80,8 @@
 // after the last sync reach the disk: for each file, a random prefix of its
 // unsynced write(2) requests (and truncations, and fallocate zeroing) is
 // applied in order on top of the durable content, the last one possibly
-// torn at a 512-byte sector boundary. Pages the kernel writes back from a
+// torn at a 512-byte sector boundary. (A file whose truncation was
+// committed since its last sync keeps exactly its durable content.) Pages the kernel writes back from a
 // shared mapping (FUSE_WRITE_CACHE) are never applied: a file written
 // through mmap keeps exactly its durable content. The choices depend only
 // on rng and on the sequence of requests each file received.

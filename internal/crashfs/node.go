@@ -2,6 +2,7 @@ package crashfs
 
 import (
 	"context"
+	"strings"
 	"syscall"
 
 	"github.com/hanwen/go-fuse/v2/fs"
@@ -66,8 +67,22 @@ func (n *node) key() fileKey {
 	return fileKey{ino: a.Ino, gen: a.Gen}
 }
 
+// rel returns the node's path relative to the mount, "" if it is in no
+// directory.
 func (n *node) rel() string {
-	return n.Path(n.Root())
+	p := n.Path(n.Root())
+	if strings.HasPrefix(p, ".go-fuse.") || strings.Contains(p, "/.go-fuse.") {
+		return "" // go-fuse's name for an unlinked node
+	}
+	return p
+}
+
+// child returns the path of the entry name in directory n.
+func (n *node) child(name string) string {
+	if p := n.rel(); p != "" {
+		return p + "/" + name
+	}
+	return name
 }
 
 // fileState returns this file's state; fd tells the current size if the
@@ -177,7 +192,7 @@ func (n *node) Create(ctx context.Context, name string, flags, mode uint32, out 
 		s.resized(0)
 		s.mu.Unlock()
 	}
-	f.event(Event{Op: OpCreate, Path: c.rel()})
+	f.event(Event{Op: OpCreate, Path: n.child(name)})
 	return ch, h, fl &^ fuse.FOPEN_DIRECT_IO, 0
 }
 
@@ -196,11 +211,7 @@ func (n *node) namespace(op Op, name string, do func() syscall.Errno) syscall.Er
 	errno := do()
 	f.ns.RUnlock()
 	if errno == 0 {
-		p := n.rel()
-		if p != "" {
-			p += "/"
-		}
-		f.event(Event{Op: op, Path: p + name})
+		f.event(Event{Op: op, Path: n.child(name)})
 	}
 	return errno
 }

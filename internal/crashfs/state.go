@@ -69,6 +69,9 @@ type fileState struct {
 	meta     bool             // size or allocation changed since the last sync
 	pending  []pendingOp
 	pendingN int
+	// metaOps are the size changes and hole punches since the last sync
+	// or commit: journaled metadata, durable at the next commit.
+	metaOps []pendingOp
 	overflow bool // pending is incomplete: a torn image keeps the durable content
 }
 
@@ -134,12 +137,60 @@ func (s *fileState) resized(size int64) {
 	s.liveSize = size
 	s.meta = true
 	s.addPending(pendingOp{kind: opSize, n: size})
+	s.metaOps = append(s.metaOps, pendingOp{kind: opSize, n: size})
 }
 
 // zeroed records that [off, off+n) now reads as zeros.
 func (s *fileState) zeroed(off, n int64) {
 	s.markDirty(off, n)
 	s.addPending(pendingOp{kind: opZero, off: off, n: n})
+	s.metaOps = append(s.metaOps, pendingOp{kind: opZero, off: off, n: n})
+}
+
+// committed applies the metadata changes since the last sync or commit to
+// the durable content, as a journal commit does: the file gets its new
+// size (zeros where it grew) and its holes, but none of the data written
+// since its last sync.
+func (s *fileState) committed() {
+	if len(s.metaOps) == 0 {
+		return
+	}
+	for _, op := range s.metaOps {
+		switch op.kind {
+		case opSize:
+			if op.n < s.durSize {
+				s.zeroDurable(op.n, s.durSize-op.n)
+			}
+			s.durSize = op.n
+		case opZero:
+			s.zeroDurable(op.off, min(op.off+op.n, s.durSize)-op.off)
+		}
+	}
+	s.metaOps = nil
+	// Unsynced writes from before a committed truncation could reappear
+	// past it in a torn image; keep this file's image exact instead.
+	s.pending, s.pendingN, s.overflow = nil, 0, true
+}
+
+// zeroDurable clears [off, off+n) of the durable content.
+func (s *fileState) zeroDurable(off, n int64) {
+	if n <= 0 {
+		return
+	}
+	for p := off / pageSize; p <= (off+n-1)/pageSize; p++ {
+		pg, ok := s.durPages[p]
+		if !ok {
+			continue
+		}
+		start, end := max(off, p*pageSize)-p*pageSize, min(off+n, (p+1)*pageSize)-p*pageSize
+		pg = append([]byte(nil), pg...)
+		clear(pg[start:end])
+		if isZero(pg) {
+			delete(s.durPages, p)
+		} else {
+			s.durPages[p] = pg
+		}
+	}
 }
 
 // sync makes the file's current content durable, reading it through r. It
@@ -173,7 +224,7 @@ func (s *fileState) sync(r io.ReaderAt, size int64) (bool, error) {
 	meta := s.meta || size != s.durSize
 	s.durSize, s.liveSize, s.minSize = size, size, size
 	clear(s.dirty)
-	s.meta, s.pending, s.pendingN, s.overflow = false, nil, 0, false
+	s.meta, s.pending, s.pendingN, s.overflow, s.metaOps = false, nil, 0, false, nil
 	return meta, nil
 }
 
@@ -343,11 +394,16 @@ func (f *FS) commit() error {
 		}
 	}
 	for k := range live {
-		if f.states[k] == nil {
+		s := f.states[k]
+		if s == nil {
 			// Created behind the file system's back: nothing of it is
 			// known to be durable.
 			f.states[k] = newFileState(0)
+			continue
 		}
+		s.mu.Lock()
+		s.committed()
+		s.mu.Unlock()
 	}
 	return nil
 }

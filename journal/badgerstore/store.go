@@ -117,6 +117,10 @@ func ReadOwner(dir string) (*Owner, error) {
 	return &o, nil
 }
 
+// testBadgerOptions, set only by tests (powerloss_export_test.go), adjusts
+// Badger's options, e.g. to rotate memtables after a few KiB.
+var testBadgerOptions func(badger.Options) badger.Options
+
 // Open opens (creating if needed) the store in dir.
 func Open(dir string, opts Options) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -138,6 +142,9 @@ func Open(dir string, opts Options) (*Store, error) {
 		WithNumCompactors(2).
 		WithNumGoroutines(2).
 		WithMetricsEnabled(false)
+	if testBadgerOptions != nil {
+		bo = testBadgerOptions(bo)
+	}
 	db, err := badger.Open(bo)
 	if err != nil {
 		if strings.Contains(err.Error(), "Cannot acquire directory lock") {
