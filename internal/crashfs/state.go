@@ -71,7 +71,7 @@ type fileState struct {
 	pendingN int
 	// metaOps are the size changes and hole punches since the last sync
 	// or commit: journaled metadata, durable at the next commit.
-	metaOps []pendingOp
+	metaOps  []pendingOp
 	overflow bool // pending is incomplete: a torn image keeps the durable content
 }
 
