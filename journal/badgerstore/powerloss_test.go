@@ -41,7 +41,7 @@ import (
 
 var (
 	powerLossSeed  = flag.Uint64("powerloss.seed", 0, "run TestPowerLoss with this seed only")
-	powerLossSeeds = flag.Int("powerloss.seeds", 3, "run TestPowerLoss with seeds 1..N")
+	powerLossSeeds = flag.Int("powerloss.seeds", 4, "run TestPowerLoss with seeds 1..N")
 )
 
 // powerLossChildEnv carries the child's configuration (JSON) when the test
@@ -85,7 +85,7 @@ type childConfig struct {
 }
 
 const (
-	plRuns    = 120
+	plRuns    = 80
 	plWriters = 4
 )
 
@@ -139,13 +139,13 @@ func (c cutPlan) String() string {
 func powerLoss(t *testing.T, seed uint64) {
 	rng := rand.New(rand.NewPCG(seed, 0x5eed))
 	var plan cutPlan
-	switch rng.IntN(3) {
+	switch rng.IntN(4) {
 	case 0:
-		plan.afterCheckpoint = 2 + rng.IntN(4)
-	case 1:
+		plan.afterCheckpoint = 2 + rng.IntN(3)
+	case 1, 2:
 		plan.afterRotated = true
-	case 2:
-		plan.afterSync = 1 + rng.IntN(1500)
+	case 3:
+		plan.afterSync = 1 + rng.IntN(1200)
 	}
 	plan.torn = rng.IntN(2) == 0
 	t.Logf("seed %d: cut %v", seed, plan)
