@@ -420,3 +420,43 @@ func TestCutAfterFreezes(t *testing.T) {
 		t.Fatalf("last event %+v", last)
 	}
 }
+
+func TestBackingContentAtMountIsDurable(t *testing.T) {
+	backing := filepath.Join(t.TempDir(), "backing")
+	if err := os.MkdirAll(backing+"/sub", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(backing+"/sub/x", []byte("before mount"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f, mnt := crashfs.MountT(t, backing)
+	write(t, mnt+"/sub/x", " and after", false)
+	dir, err := f.PowerLoss(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want(t, dir+"/sub/x", "before mount")
+}
+
+func TestEventsNameFiles(t *testing.T) {
+	f, mnt, _ := mount(t)
+	var got []string
+	f.CutAfter(func(e crashfs.Event) bool {
+		got = append(got, fmt.Sprintf("%v %s", e.Op, e.Path))
+		return false
+	})
+	if err := os.Mkdir(mnt+"/d", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	write(t, mnt+"/d/f", "x", true)
+	if err := os.Rename(mnt+"/d/f", mnt+"/d/g"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(mnt + "/d/g"); err != nil {
+		t.Fatal(err)
+	}
+	exp := []string{"create d", "create d/f", "write d/f", "fdatasync d/f", "rename d/f", "remove d/g"}
+	if fmt.Sprint(got) != fmt.Sprint(exp) {
+		t.Fatalf("events %q, want %q", got, exp)
+	}
+}

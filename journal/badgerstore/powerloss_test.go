@@ -205,6 +205,7 @@ func powerLoss(t *testing.T, seed uint64) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { cmd.Process.Kill() }) // before the mount closes, if the test stops early
 	var lines []string
 	readDone := make(chan struct{})
 	go func() {
