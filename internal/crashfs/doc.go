@@ -23,6 +23,12 @@
 // process under test does not hang or fault on its mappings; kill it, then
 // call PowerLoss.
 //
+// Files are opened without direct I/O and keep their page cache across
+// opens (FOPEN_KEEP_CACHE), as on a local file system, so shared writable
+// mappings work and their dirty pages reach the file system as writes when
+// the kernel writes them back (munmap, msync, fsync, memory pressure). The
+// kernel's passthrough mode is never offered: it would bypass the model.
+//
 // The code under test must run in another process than the one serving
 // the mount when it mmaps files on it: a goroutine that faults on a page of
 // a FUSE-backed mapping holds its thread inside the kernel, where the Go

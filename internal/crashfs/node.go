@@ -169,7 +169,7 @@ func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 		s.mu.Unlock()
 		n.fs.event(Event{Op: OpTruncate, Path: n.rel()})
 	}
-	return h, fl &^ fuse.FOPEN_DIRECT_IO, 0
+	return h, fl&^fuse.FOPEN_DIRECT_IO | fuse.FOPEN_KEEP_CACHE, 0
 }
 
 func (n *node) Create(ctx context.Context, name string, flags, mode uint32, out *fuse.EntryOut) (*fs.Inode, fs.FileHandle, uint32, syscall.Errno) {
@@ -193,7 +193,7 @@ func (n *node) Create(ctx context.Context, name string, flags, mode uint32, out 
 		s.mu.Unlock()
 	}
 	f.event(Event{Op: OpCreate, Path: n.child(name)})
-	return ch, h, fl &^ fuse.FOPEN_DIRECT_IO, 0
+	return ch, h, fl&^fuse.FOPEN_DIRECT_IO | fuse.FOPEN_KEEP_CACHE, 0
 }
 
 func (n *node) Tmpfile(ctx context.Context, flags, mode uint32, out *fuse.EntryOut) (*fs.Inode, fs.FileHandle, uint32, syscall.Errno) {
