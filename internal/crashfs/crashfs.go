@@ -256,6 +256,9 @@ func (f *FS) PowerLoss(rng *rand.Rand) (string, error) {
 	f.Cut()
 	f.op.Lock() // wait for operations in flight; none start after the cut
 	defer f.op.Unlock()
+	// Whatever the cut predicate recorded happens before PowerLoss returns.
+	f.hookMu.Lock()
+	f.hookMu.Unlock()
 	f.detach()
 	dir, err := os.MkdirTemp(filepath.Dir(f.backing), filepath.Base(f.backing)+".powerloss-")
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"testing"
 
@@ -440,8 +441,11 @@ func TestBackingContentAtMountIsDurable(t *testing.T) {
 
 func TestEventsNameFiles(t *testing.T) {
 	f, mnt, _ := mount(t)
+	var mu sync.Mutex // the predicate runs on the server's goroutines
 	var got []string
 	f.CutAfter(func(e crashfs.Event) bool {
+		mu.Lock()
+		defer mu.Unlock()
 		got = append(got, fmt.Sprintf("%v %s", e.Op, e.Path))
 		return false
 	})
@@ -456,6 +460,8 @@ func TestEventsNameFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	exp := []string{"create d", "create d/f", "write d/f", "fdatasync d/f", "rename d/f", "remove d/g"}
+	mu.Lock()
+	defer mu.Unlock()
 	if fmt.Sprint(got) != fmt.Sprint(exp) {
 		t.Fatalf("events %q, want %q", got, exp)
 	}
