@@ -3,6 +3,7 @@ package journal
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -28,19 +29,71 @@ var (
 // with a clear error instead of failing the write.
 const MaxRecordBytes = 64 << 20
 
-// CorruptError reports a record that failed verification.
+// CorruptError reports data that failed verification: a record (RunID and
+// Seq set), a run's metadata or the start of its journal (RunID set, Seq
+// 0), or the store itself (RunID empty; Store names its directory).
 type CorruptError struct {
 	RunID  string
 	Seq    uint64
 	Reason string
+	Store  string // the store's directory, when known
 }
 
 func (e *CorruptError) Error() string {
-	return fmt.Sprintf("journal record %d of run %s is corrupt: %s; the run cannot be replayed safely (restore the store from a backup, or inspect it with starflow history %s)", e.Seq, e.RunID, e.Reason, e.RunID)
+	switch {
+	case e.RunID != "" && e.Seq > 0:
+		return fmt.Sprintf("journal record %d of run %s is corrupt: %s; the run cannot be replayed safely (restore the store from a backup, or inspect it with starflow history %s)", e.Seq, e.RunID, e.Reason, e.RunID)
+	case e.RunID != "":
+		return fmt.Sprintf("run %s is corrupt: %s; the run cannot be used safely (restore the store from a backup, or inspect it with starflow history %s)", e.RunID, e.Reason, e.RunID)
+	case e.Store != "":
+		return fmt.Sprintf("the store %s is corrupt: %s", e.Store, e.Reason)
+	}
+	return "the store is corrupt: " + e.Reason
 }
 
 // Unwrap lets errors.Is(err, ErrCorrupt) match.
 func (e *CorruptError) Unwrap() error { return ErrCorrupt }
+
+// CorruptRunsError is returned by Store.List, together with the runs it
+// could read, when some runs could not be read: each is named by its
+// *CorruptError.
+type CorruptRunsError struct {
+	Runs []*CorruptError
+}
+
+func (e *CorruptRunsError) Error() string {
+	if len(e.Runs) == 1 {
+		return e.Runs[0].Error() + "; the other runs are listed"
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d runs are corrupt and not listed:", len(e.Runs))
+	for i, c := range e.Runs {
+		if i == 10 {
+			fmt.Fprintf(&b, "; and %d more", len(e.Runs)-i)
+			break
+		}
+		if i > 0 {
+			b.WriteString(";")
+		}
+		if c.Seq > 0 {
+			fmt.Fprintf(&b, " %s (record %d: %s)", c.RunID, c.Seq, c.Reason)
+		} else {
+			fmt.Fprintf(&b, " %s (%s)", c.RunID, c.Reason)
+		}
+	}
+	b.WriteString("; restore the store from a backup, or inspect them with starflow history ID")
+	return b.String()
+}
+
+// Unwrap lets errors.Is(err, ErrCorrupt) and errors.As(err, **CorruptError)
+// match.
+func (e *CorruptRunsError) Unwrap() []error {
+	out := make([]error, len(e.Runs))
+	for i, c := range e.Runs {
+		out[i] = c
+	}
+	return out
+}
 
 // LockedError reports that another process owns the store, with what is
 // known about that process.

@@ -25,14 +25,22 @@ type Store interface {
 	// process.
 	Append(ctx context.Context, id string, recs []Record, run *Run, durable bool) error
 
-	// Run returns a run's metadata, or an error wrapping ErrNotFound.
+	// Run returns a run's metadata, or an error wrapping ErrNotFound. A
+	// run whose metadata is damaged, or whose journal does not begin with
+	// a valid TypeRunStarted record, is reported as a *CorruptError.
 	Run(ctx context.Context, id string) (*Run, error)
 
 	// Records returns a run's records with Seq >= from, in order, each
 	// verified against its checksum (a *CorruptError otherwise).
 	Records(ctx context.Context, id string, from uint64) ([]Record, error)
 
-	// List returns runs, newest first.
+	// List returns runs, newest first. A run that cannot be read (its
+	// metadata, or the run.started record its journal must begin with,
+	// is damaged) does not hide the others: List then returns every run it
+	// could read together with a *CorruptRunsError naming each damaged one
+	// (errors.Is(err, ErrCorrupt) holds). Damaged runs are reported
+	// whatever the filter, and do not count towards its Limit. Any other
+	// error comes with no runs.
 	List(ctx context.Context, f Filter) ([]*Run, error)
 
 	// PutBlob stores data under its content hash ("sha256:<hex>") and

@@ -105,29 +105,95 @@ func Encode(r Record) []byte {
 // DecodeRecord parses and verifies an envelope written by Encode. Any damage
 // is reported as a *CorruptError naming the run and sequence number.
 func DecodeRecord(runID string, seq uint64, b []byte) (Record, error) {
+	t, at, payload, reason := openEnvelope(b)
+	if reason == "" {
+		if _, ok := typeNames[t]; !ok {
+			reason = fmt.Sprintf("unknown record type %d", uint8(t))
+		}
+	}
+	if reason != "" {
+		return Record{}, &CorruptError{RunID: runID, Seq: seq, Reason: reason}
+	}
+	data := make([]byte, len(payload))
+	copy(data, payload)
+	return Record{Seq: seq, Type: t, Time: at, Data: data}, nil
+}
+
+// CheckHeader verifies what can be verified of an envelope from its first
+// 14 bytes alone (version and type, not the checksum): it returns the
+// record type, or a reason the header is invalid.
+func CheckHeader(head []byte) (Type, string) {
+	if len(head) < headerSize {
+		return 0, fmt.Sprintf("record header is %d bytes, shorter than %d", len(head), headerSize)
+	}
+	if head[0] != Version {
+		return 0, fmt.Sprintf("unknown encoding version %d (this starflow reads version %d)", head[0], Version)
+	}
+	t := Type(head[1])
+	if _, ok := typeNames[t]; !ok {
+		return 0, fmt.Sprintf("unknown record type %d", head[1])
+	}
+	return t, ""
+}
+
+// openEnvelope verifies an envelope's version and checksum and splits it;
+// reason is empty if it is valid. The payload aliases b.
+func openEnvelope(b []byte) (t Type, at time.Time, payload []byte, reason string) {
 	if len(b) < headerSize {
-		return Record{}, &CorruptError{RunID: runID, Seq: seq, Reason: fmt.Sprintf("record is %d bytes, shorter than its %d-byte header", len(b), headerSize)}
+		return 0, at, nil, fmt.Sprintf("record is %d bytes, shorter than its %d-byte header", len(b), headerSize)
 	}
 	if b[0] != Version {
-		return Record{}, &CorruptError{RunID: runID, Seq: seq, Reason: fmt.Sprintf("unknown encoding version %d (this starflow reads version %d)", b[0], Version)}
+		return 0, at, nil, fmt.Sprintf("unknown encoding version %d (this starflow reads version %d)", b[0], Version)
 	}
 	want := binary.BigEndian.Uint32(b[10:14])
 	got := crc32.Update(crc32.Checksum(b[:10], castagnoli), castagnoli, b[headerSize:])
 	if got != want {
-		return Record{}, &CorruptError{RunID: runID, Seq: seq, Reason: fmt.Sprintf("checksum mismatch (stored %08x, computed %08x)", want, got)}
+		return 0, at, nil, fmt.Sprintf("checksum mismatch (stored %08x, computed %08x)", want, got)
 	}
-	t := Type(b[1])
-	if _, ok := typeNames[t]; !ok {
-		return Record{}, &CorruptError{RunID: runID, Seq: seq, Reason: fmt.Sprintf("unknown record type %d", b[1])}
+	return Type(b[1]), time.Unix(0, int64(binary.BigEndian.Uint64(b[2:10]))).UTC(), b[headerSize:], ""
+}
+
+// metaType is the envelope type of run metadata. It is not a record type:
+// DecodeRecord refuses it, and DecodeRun accepts nothing else.
+const metaType Type = 254
+
+// EncodeRun serialises a run's metadata in the record envelope (see
+// Encode), with type byte 254 and the run's UpdatedAt as the time, so
+// that metadata is versioned and checksummed like records.
+func EncodeRun(r *Run) ([]byte, error) {
+	data, err := json.Marshal(r)
+	if err != nil {
+		return nil, fmt.Errorf("journal: encode metadata of run %s: %w", r.ID, err)
 	}
-	data := make([]byte, len(b)-headerSize)
-	copy(data, b[headerSize:])
-	return Record{
-		Seq:  seq,
-		Type: t,
-		Time: time.Unix(0, int64(binary.BigEndian.Uint64(b[2:10]))).UTC(),
-		Data: data,
-	}, nil
+	return Encode(Record{Type: metaType, Time: r.UpdatedAt, Data: data}), nil
+}
+
+// DecodeRun parses and verifies metadata written by EncodeRun, or the
+// plain JSON object of earlier versions (which starts with '{'). Damage is
+// reported as a *CorruptError naming the run.
+func DecodeRun(runID string, b []byte) (*Run, error) {
+	corrupt := func(reason string) error {
+		return &CorruptError{RunID: runID, Reason: "metadata: " + reason}
+	}
+	data := b
+	if len(b) == 0 || b[0] != '{' {
+		t, _, payload, reason := openEnvelope(b)
+		if reason != "" {
+			return nil, corrupt(reason)
+		}
+		if t != metaType {
+			return nil, corrupt(fmt.Sprintf("envelope type %d, want %d", uint8(t), uint8(metaType)))
+		}
+		data = payload
+	}
+	var r Run
+	if err := json.Unmarshal(data, &r); err != nil {
+		return nil, corrupt("invalid JSON: " + err.Error())
+	}
+	if r.ID != runID {
+		return nil, corrupt(fmt.Sprintf("it names run %q", r.ID))
+	}
+	return &r, nil
 }
 
 // RunStarted is the payload of the first record of every run.

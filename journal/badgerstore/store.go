@@ -5,34 +5,64 @@
 //
 // Open takes the directory's lock; one process owns a store at a time.
 // Writes from every run in the process go through one committer goroutine
-// that gathers whatever is pending (group commit) and, at once, appends it
-// to the store's write-ahead log (starflow.wal) and commits it to Badger
-// without syncing. One fdatasync of the log then releases every caller that
+// that gathers whatever is pending (group commit) and writes it as one
+// batch with the next log sequence number (LSN): first to the store's
+// write-ahead log (starflow.wal, one pwrite), then to Badger without
+// syncing, while one fdatasync of the log runs alongside for a batch that
 // asked for durability. The log is preallocated and overwritten in place,
-// so that fdatasync flushes data only; Badger is synced, and the log starts
-// a new generation, when it fills and on Close. Open re-applies whatever the
-// log holds. A lone run pays one fdatasync per call; fifty concurrent runs
-// share them.
+// so that fdatasync flushes data only. A lone run pays one fdatasync per
+// durable call; fifty concurrent runs share them.
+//
+// Badger's own files are synced at checkpoints only: when the log is full,
+// on Close, after Open recovered anything, and for a batch too large for
+// the log. A checkpoint ([Store.checkpoint] documents exactly which files
+// it syncs) makes every batch so far durable in Badger's files, and then
+// starts a new log generation. Open re-applies the batches of the current
+// generation that are newer than the LSN Badger holds (key s/lsn, written
+// in the same commit as each batch), so re-applying is idempotent and
+// never puts older data over newer.
 //
 // Key layout (see spec/journal.md):
 //
-//	m/<run-id>                 run metadata (JSON journal.Run)
-//	j/<run-id>/<seq:8 bytes>   journal record envelope (journal.Encode)
-//	b/sha256:<hex>             content-addressed blob (script sources)
-//	x/<run-id>/<seq:8 bytes>   inbox message envelope
-//	k/<key>                    scratch key-value state (journal.KV)
+//	m/<run-id>                   run metadata (journal.EncodeRun envelope)
+//	j/<run-id>/<seq:8 bytes>     journal record envelope (journal.Encode)
+//	b/sha256:<hex>               content-addressed blob (script sources)
+//	x/<run-id>/<seq:8 bytes>     inbox message envelope
+//	k/<key>                      scratch key-value state (journal.KV)
+//	c/<key><LSN:8><index:4>      a chunk of a value over 1 MiB (chunk.go)
+//	s/lsn                        LSN of the last batch applied (8 bytes)
 //
-// The write-ahead log's format is in wal.go and spec/journal.md.
+// # Damage and failures
+//
+// Damaged data is reported, never read as something else: records,
+// metadata and inbox messages are checksummed envelopes; Badger verifies
+// its value log entries and table blocks; Open verifies every table and
+// refuses a directory that lost its MANIFEST (Badger would open it as
+// empty and delete the tables). A panic inside Badger on damaged bytes, in
+// any read, becomes a *journal.CorruptError. List returns the runs it can
+// read along with an error naming the ones it cannot.
+//
+// A failed fsync (or a failed Badger commit after the log was written)
+// leaves the store failed: every later write returns an error wrapping the
+// cause, and Close reports it. Nothing is retried, since after a failed
+// fsync the kernel may have dropped the unsynced data (fsyncgate); reopen
+// the store, which recovers from the log, and resume the runs.
+//
+// The store keeps Options.MinFreeBytes free on its file system: below it,
+// writes fail with an error wrapping journal.ErrNoSpace (Badger writes
+// through memory maps, and a full disk would kill the process with
+// SIGBUS). Values are limited to journal.MaxRecordBytes (journal.ErrTooLarge).
 //
 // # Caveats
 //
 // A second process opening the same directory gets a *journal.LockedError
 // naming the owner (read from the starflow.owner file the owner writes).
-// Nothing is ever deleted; compaction of finished runs is not implemented.
+// Nothing is ever deleted, apart from empty files a killed process left
+// and the chunks of replaced metadata; compaction of finished runs is not
+// implemented.
 package badgerstore
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
@@ -42,12 +72,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/options"
 	"github.com/rs/zerolog"
 
 	"github.com/starflow/starflow/journal"
@@ -55,7 +85,8 @@ import (
 
 // Options tune the store. The zero value is a good default.
 type Options struct {
-	// Logger receives Badger's warnings and errors. Default: discard.
+	// Logger receives Badger's warnings and errors, and the store's own.
+	// Default: discard.
 	Logger zerolog.Logger
 	// Command describes the owning process in the owner file, for the
 	// message another process gets when the store is locked.
@@ -67,6 +98,17 @@ type Options struct {
 	// store fsyncs in the background at this interval. Default 200ms;
 	// negative disables it.
 	SyncInterval time.Duration
+	// MinFreeBytes is the free space the store leaves on its file system:
+	// a write that would go below it fails with an error wrapping
+	// journal.ErrNoSpace, and writes resume once space is freed. 0 means
+	// DefaultMinFreeBytes (256 MiB); negative turns the reserve off.
+	MinFreeBytes int64
+
+	// For tests: replace fsync/fdatasync, and statfs, and how long a
+	// statfs answer is trusted (negative: not at all).
+	fsync     func(f *os.File, dataOnly bool) error
+	freeSpace func(dir string) (uint64, error)
+	spaceTTL  time.Duration
 }
 
 // Store is a journal.Store on Badger. Create it with Open.
@@ -74,20 +116,24 @@ type Store struct {
 	wal     *wal
 	db      *badger.DB
 	dir     string
+	log     zerolog.Logger
+	fsync   func(f *os.File, dataOnly bool) error
+	space   *spaceGuard
 	writes  chan *writeReq
+	tick    chan struct{} // the background syncer's ticks
 	done    chan struct{}
 	closeMu sync.RWMutex
 	closed  bool
 	wg      sync.WaitGroup
 
-	// lastSeq caches each run's last sequence number, and lastMsg its
-	// inbox's; both owned by the committer.
-	lastSeq map[string]uint64
-	lastMsg map[string]uint64
-	// dirty is set by the committer when a non-durable write has not been
-	// synced yet; the background syncer clears it.
-	dirtyMu sync.Mutex
-	dirty   bool
+	// Owned by the committer (and by Open and Close, around it).
+	lsn     uint64            // LSN of the last batch written
+	dirty   bool              // the log holds writes not synced yet
+	lastSeq map[string]uint64 // each run's last record, when known
+	lastMsg map[string]uint64 // each run's last inbox message, when known
+
+	failMu sync.Mutex
+	failed error // set once a write could not be made durable
 }
 
 var _ journal.Store = (*Store)(nil)
@@ -117,6 +163,23 @@ func ReadOwner(dir string) (*Owner, error) {
 	return &o, nil
 }
 
+func lockedError(dir string) error {
+	le := &journal.LockedError{Dir: dir}
+	if o, oerr := ReadOwner(dir); oerr == nil {
+		le.PID, le.Command, le.Since, le.Addr = o.PID, o.Command, o.Since, o.Addr
+	}
+	return le
+}
+
+// badgerError carries a Badger error without its message's hexdumps.
+type badgerError struct {
+	what string
+	err  error
+}
+
+func (e *badgerError) Error() string { return e.what + ": " + sanitize(e.err) }
+func (e *badgerError) Unwrap() error { return e.err }
+
 // testBadgerOptions, set only by tests (powerloss_export_test.go), adjusts
 // Badger's options, e.g. to rotate memtables after a few KiB.
 var testBadgerOptions func(badger.Options) badger.Options
@@ -126,68 +189,73 @@ func Open(dir string, opts Options) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("open store %s: %w", dir, err)
 	}
-	bo := badger.DefaultOptions(dir).
-		WithLogger(badgerLogger{opts.Logger}).
-		WithSyncWrites(false).
-		WithDetectConflicts(false).
-		WithNumVersionsToKeep(1).
-		WithMemTableSize(16 << 20).
-		WithNumMemtables(2).
-		WithNumLevelZeroTables(4).
-		WithNumLevelZeroTablesStall(8).
-		WithBlockCacheSize(8 << 20).
-		WithIndexCacheSize(4 << 20).
-		WithValueThreshold(64 << 10).
-		WithValueLogFileSize(16 << 20).
-		WithNumCompactors(2).
-		WithNumGoroutines(2).
-		WithMetricsEnabled(false)
-	if testBadgerOptions != nil {
-		bo = testBadgerOptions(bo)
+	fsync := opts.fsync
+	if fsync == nil {
+		fsync = osSync
 	}
-	db, err := badger.Open(bo)
+	unlock, err := lockDir(dir)
+	if errors.Is(err, errLocked) {
+		return nil, lockedError(dir)
+	}
 	if err != nil {
-		if strings.Contains(err.Error(), "Cannot acquire directory lock") {
-			le := &journal.LockedError{Dir: dir}
-			if o, oerr := ReadOwner(dir); oerr == nil {
-				le.PID, le.Command, le.Since, le.Addr = o.PID, o.Command, o.Since, o.Addr
-			}
-			return nil, le
+		return nil, fmt.Errorf("open store %s: %w", dir, err)
+	}
+	ws, err := readWALState(dir)
+	if err != nil {
+		err = &journal.CorruptError{Store: dir, Reason: err.Error() + "; nothing was changed: restore the store from a backup"}
+	} else {
+		err = preOpen(dir, ws, opts.Logger)
+	}
+	unlock()
+	if err != nil {
+		var ce *journal.CorruptError
+		if errors.As(err, &ce) {
+			return nil, err
 		}
 		return nil, fmt.Errorf("open store %s: %w", dir, err)
 	}
-	w, batches, err := openWAL(dir)
+	db, err := openBadger(dir, opts.Logger)
 	if err != nil {
-		db.Close()
-		return nil, fmt.Errorf("open store %s: write-ahead log: %w", dir, err)
+		return nil, err
 	}
 	s := &Store{
-		wal:     w,
 		db:      db,
 		dir:     dir,
+		log:     opts.Logger,
+		fsync:   fsync,
 		writes:  make(chan *writeReq, 1024),
+		tick:    make(chan struct{}, 1),
 		done:    make(chan struct{}),
 		lastSeq: make(map[string]uint64),
 		lastMsg: make(map[string]uint64),
 	}
-	// Batches the log still holds may not have reached Badger's disk
-	// before a crash: apply them again, sync, and start a new generation.
-	for _, b := range batches {
-		if err := s.commit(b); err != nil {
-			w.close()
-			db.Close()
-			return nil, fmt.Errorf("open store %s: recover from the write-ahead log: %w", dir, err)
+	if opts.MinFreeBytes >= 0 {
+		s.space = &spaceGuard{dir: dir, min: uint64(opts.MinFreeBytes), free: opts.freeSpace, ttl: opts.spaceTTL}
+		if s.space.ttl == 0 {
+			s.space.ttl = spaceTTL
+		}
+		if s.space.min == 0 {
+			s.space.min = DefaultMinFreeBytes
+		}
+		if s.space.free == nil {
+			s.space.free = freeBytes
 		}
 	}
-	if err := s.checkpoint(0); err != nil {
-		w.close()
+	if err := s.recover(); err != nil {
+		if s.wal != nil {
+			s.wal.close()
+		}
 		db.Close()
+		var ce *journal.CorruptError
+		if errors.As(err, &ce) {
+			return nil, err
+		}
 		return nil, fmt.Errorf("open store %s: %w", dir, err)
 	}
 	owner := Owner{PID: os.Getpid(), Command: opts.Command, Since: time.Now().UTC(), Addr: opts.Addr}
 	ob, _ := json.Marshal(owner)
 	if err := os.WriteFile(filepath.Join(dir, OwnerFile), ob, 0o644); err != nil {
-		w.close()
+		s.wal.close()
 		db.Close()
 		return nil, fmt.Errorf("open store %s: write owner file: %w", dir, err)
 	}
@@ -204,6 +272,117 @@ func Open(dir string, opts Options) (*Store, error) {
 	return s, nil
 }
 
+// openBadger opens the database; a panic on damaged files (in the part of
+// Open that runs on this goroutine) becomes a CorruptError.
+func openBadger(dir string, log zerolog.Logger) (db *badger.DB, err error) {
+	bo := badger.DefaultOptions(dir).
+		WithLogger(badgerLogger{log}).
+		WithSyncWrites(false).
+		WithDetectConflicts(false).
+		WithNumVersionsToKeep(1).
+		WithMemTableSize(16 << 20).
+		WithNumMemtables(2).
+		WithNumLevelZeroTables(4).
+		WithNumLevelZeroTablesStall(8).
+		WithBlockCacheSize(8 << 20).
+		WithIndexCacheSize(4 << 20).
+		WithValueThreshold(64 << 10).
+		WithValueLogFileSize(16 << 20).
+		WithNumCompactors(2).
+		WithNumGoroutines(2).
+		WithMetricsEnabled(false).
+		// Table blocks are verified when read from disk, value log
+		// entries whenever read. (Open verifies every table first: Badger
+		// hides a block that fails verification from reads instead of
+		// reporting it; see verifyTable.)
+		WithChecksumVerificationMode(options.OnBlockRead).
+		WithVerifyValueChecksum(true)
+	if testBadgerOptions != nil {
+		bo = testBadgerOptions(bo)
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			db, err = nil, &journal.CorruptError{Store: dir, Reason: "opening its Badger database panicked (" + firstLine(fmt.Sprint(r)) + "); nothing was changed: restore the store from a backup"}
+		}
+	}()
+	db, err = badger.Open(bo)
+	if err != nil {
+		if strings.Contains(err.Error(), "Cannot acquire directory lock") {
+			return nil, lockedError(dir)
+		}
+		return nil, &badgerError{"open store " + dir, err}
+	}
+	return db, nil
+}
+
+// recover opens the log and re-applies the batches Badger lacks.
+func (s *Store) recover() error {
+	w, batches, ws, err := openWAL(s.dir, s.fsync)
+	if err != nil {
+		var d *walDamage
+		if errors.As(err, &d) {
+			return &journal.CorruptError{Store: s.dir, Reason: d.Error() + "; nothing was changed: restore the store from a backup"}
+		}
+		return fmt.Errorf("write-ahead log: %w", err)
+	}
+	s.wal = w
+	stored, err := s.storedLSN()
+	if err != nil {
+		return err
+	}
+	if !ws.legacy && stored < ws.base {
+		return &journal.CorruptError{Store: s.dir, Reason: fmt.Sprintf(
+			"its Badger files end at batch %d, but batches up to %d were synced to them at the last checkpoint: acknowledged writes were lost (a damaged or truncated .mem, .vlog, table or MANIFEST file); restore the store from a backup", stored, ws.base)}
+	}
+	s.lsn = max(stored, ws.base)
+	applied := 0
+	for _, b := range batches {
+		if !ws.legacy && b.lsn <= stored {
+			continue
+		}
+		if err := s.commit(b.sets); err != nil {
+			return &badgerError{"recover from the write-ahead log", err}
+		}
+		applied++
+		s.lsn = max(s.lsn, b.lsn)
+	}
+	if applied > 0 {
+		s.log.Info().Str("store", s.dir).Int("batches", applied).Uint64("lsn", s.lsn).Msg("re-applied batches from the write-ahead log")
+	}
+	// A new generation unless the log is an empty, current one that
+	// continues where Badger is.
+	if !ws.exists || ws.legacy || len(batches) > 0 || stored != ws.base {
+		if err := s.checkpoint(); err != nil {
+			return fmt.Errorf("checkpoint: %w", err)
+		}
+	} else {
+		w.off, w.synced = walHeaderSize, walHeaderSize
+	}
+	return nil
+}
+
+var lsnKey = []byte("s/lsn")
+
+func (s *Store) storedLSN() (lsn uint64, err error) {
+	err = s.view("", func(txn *badger.Txn) error {
+		item, err := txn.Get(lsnKey)
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return nil
+		}
+		if err != nil {
+			return &badgerError{"read the store's LSN", err}
+		}
+		return item.Value(func(v []byte) error {
+			if len(v) != 8 {
+				return &journal.CorruptError{Store: s.dir, Reason: fmt.Sprintf("its LSN is %d bytes, want 8", len(v))}
+			}
+			lsn = binary.BigEndian.Uint64(v)
+			return nil
+		})
+	})
+	return lsn, err
+}
+
 // Dir returns the store's directory.
 func (s *Store) Dir() string { return s.dir }
 
@@ -214,7 +393,8 @@ func (s *Store) SetAddr(command, addr string) error {
 	return os.WriteFile(filepath.Join(s.dir, OwnerFile), ob, 0o644)
 }
 
-// Close waits for pending writes, syncs, and releases the directory lock.
+// Close waits for pending writes, checkpoints, and releases the directory
+// lock. It reports a failure that left the store refusing writes.
 func (s *Store) Close() error {
 	s.closeMu.Lock()
 	if s.closed {
@@ -225,13 +405,60 @@ func (s *Store) Close() error {
 	close(s.done)
 	s.closeMu.Unlock()
 	s.wg.Wait()
-	serr := s.checkpoint(0)
-	s.wal.close()
-	os.Remove(filepath.Join(s.dir, OwnerFile))
-	if err := s.db.Close(); err != nil {
-		return err
+	err := s.failure()
+	if err == nil && (s.lsn != s.wal.base || s.dirty) {
+		if cerr := s.checkpoint(); cerr != nil {
+			err = s.fail("the checkpoint at close", cerr)
+		}
 	}
-	return serr
+	os.Remove(filepath.Join(s.dir, OwnerFile))
+	if cerr := s.db.Close(); cerr != nil && err == nil {
+		err = &badgerError{"close store " + s.dir, cerr}
+	}
+	// Badger flushed its memtable into a new table: the log's header
+	// records it, so that a MANIFEST that loses it is noticed.
+	if err == nil {
+		if t := tablesInManifest(s.dir); t > s.wal.maxTable {
+			if herr := s.wal.setMaxTable(t); herr != nil {
+				err = fmt.Errorf("close store %s: write-ahead log header: %w", s.dir, herr)
+			}
+		}
+	}
+	s.wal.close()
+	return err
+}
+
+// Failures.
+
+// failedError is what every write returns once the store failed.
+type failedError struct {
+	dir  string
+	what string
+	err  error
+}
+
+func (e *failedError) Error() string {
+	return fmt.Sprintf("the store %s refuses writes: %s failed (%s), so writes it acknowledged may not be on stable storage; close it and open it again, which recovers from its write-ahead log, then resume the interrupted runs (starflow resume)", e.dir, e.what, sanitize(e.err))
+}
+
+func (e *failedError) Unwrap() error { return e.err }
+
+// fail marks the store failed (the first failure wins) and returns the
+// error writes now get.
+func (s *Store) fail(what string, err error) error {
+	s.failMu.Lock()
+	defer s.failMu.Unlock()
+	if s.failed == nil {
+		s.failed = &failedError{dir: s.dir, what: what, err: err}
+		s.log.Error().Str("store", s.dir).Err(err).Msgf("%s failed: the store refuses writes until it is reopened", what)
+	}
+	return s.failed
+}
+
+func (s *Store) failure() error {
+	s.failMu.Lock()
+	defer s.failMu.Unlock()
+	return s.failed
 }
 
 // Key layout.
@@ -275,13 +502,24 @@ type writeReq struct {
 	kind    writeKind
 	id      string
 	recs    []journal.Record
+	enc     [][]byte // recs, encoded
 	run     *journal.Run
+	meta    []byte // run, encoded (Create and Append)
 	blob    []byte
 	hash    string
 	msg     *journal.Message
 	durable bool
+	size    int // bytes it writes, roughly
 	err     error
 	done    chan error
+}
+
+// maxValueBytes bounds any value the store writes: a record or message of
+// journal.MaxRecordBytes in its envelope, or metadata holding one.
+const maxValueBytes = journal.MaxRecordBytes + 1<<20
+
+func tooLarge(what string, n int) error {
+	return fmt.Errorf("%s is %d bytes, over the journal's limit of %d bytes (64 MiB): %w", what, n, journal.MaxRecordBytes, journal.ErrTooLarge)
 }
 
 func (s *Store) submit(ctx context.Context, r *writeReq) error {
@@ -289,6 +527,10 @@ func (s *Store) submit(ctx context.Context, r *writeReq) error {
 	if s.closed {
 		s.closeMu.RUnlock()
 		return journal.ErrClosed
+	}
+	if err := s.failure(); err != nil {
+		s.closeMu.RUnlock()
+		return err
 	}
 	r.done = make(chan error, 1)
 	s.writes <- r
@@ -304,6 +546,38 @@ func (s *Store) submit(ctx context.Context, r *writeReq) error {
 	}
 }
 
+// prepare encodes a write's records and metadata (on the caller's
+// goroutine, not the committer's) and checks their sizes.
+func prepare(r *writeReq) error {
+	r.enc = make([][]byte, len(r.recs))
+	for i, rec := range r.recs {
+		if len(rec.Data) > journal.MaxRecordBytes {
+			return fmt.Errorf("run %s: %w", r.id, tooLarge(fmt.Sprintf("record %d (%s)", rec.Seq, rec.Type), len(rec.Data)))
+		}
+		r.enc[i] = journal.Encode(rec)
+		r.size += len(r.enc[i]) + 32
+	}
+	if r.run != nil {
+		if r.run.UpdatedAt.IsZero() {
+			r.run.UpdatedAt = time.Now().UTC()
+		}
+		if r.kind != writeDeliver {
+			mb, err := journal.EncodeRun(r.run)
+			if err != nil {
+				return err
+			}
+			if len(mb) > maxValueBytes {
+				return fmt.Errorf("run %s: %w", r.id, tooLarge("its metadata", len(mb)))
+			}
+			r.meta = mb
+			r.size += len(mb) + 32
+		} else {
+			r.size += 1024
+		}
+	}
+	return nil
+}
+
 // Create implements journal.Store.
 func (s *Store) Create(ctx context.Context, run *journal.Run, recs []journal.Record) error {
 	if err := journal.ValidateID(run.ID); err != nil {
@@ -312,7 +586,11 @@ func (s *Store) Create(ctx context.Context, run *journal.Run, recs []journal.Rec
 	if len(recs) == 0 || recs[0].Seq != 1 {
 		return fmt.Errorf("create run %s: first record must have seq 1: %w", run.ID, journal.ErrConflict)
 	}
-	return s.submit(ctx, &writeReq{kind: writeCreate, id: run.ID, recs: recs, run: cloneRun(run), durable: true})
+	r := &writeReq{kind: writeCreate, id: run.ID, recs: recs, run: cloneRun(run), durable: true}
+	if err := prepare(r); err != nil {
+		return err
+	}
+	return s.submit(ctx, r)
 }
 
 // Append implements journal.Store.
@@ -320,81 +598,56 @@ func (s *Store) Append(ctx context.Context, id string, recs []journal.Record, ru
 	if len(recs) == 0 && run == nil {
 		return nil
 	}
-	return s.submit(ctx, &writeReq{kind: writeAppend, id: id, recs: recs, run: cloneRun(run), durable: durable})
+	r := &writeReq{kind: writeAppend, id: id, recs: recs, run: cloneRun(run), durable: durable}
+	if err := prepare(r); err != nil {
+		return err
+	}
+	return s.submit(ctx, r)
 }
 
 // PutBlob implements journal.Store.
 func (s *Store) PutBlob(ctx context.Context, data []byte) (string, error) {
 	sum := sha256.Sum256(data)
 	hash := "sha256:" + hex.EncodeToString(sum[:])
-	err := s.db.View(func(txn *badger.Txn) error {
-		_, err := txn.Get(blobKey(hash))
-		return err
-	})
-	if err == nil {
-		return hash, nil
+	if len(data) > journal.MaxRecordBytes {
+		return "", fmt.Errorf("store blob %s: %w", hash, tooLarge("it", len(data)))
 	}
-	if !errors.Is(err, badger.ErrKeyNotFound) {
+	exists := false
+	err := s.view("", func(txn *badger.Txn) error {
+		_, err := txn.Get(blobKey(hash))
+		if err == nil {
+			exists = true
+			return nil
+		}
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return nil
+		}
+		return &badgerError{"read blob " + hash, err}
+	})
+	if err != nil {
 		return "", fmt.Errorf("put blob: %w", err)
+	}
+	if exists {
+		return hash, nil
 	}
 	buf := make([]byte, len(data))
 	copy(buf, data)
-	return hash, s.submit(ctx, &writeReq{kind: writeBlob, hash: hash, blob: buf, durable: true})
+	return hash, s.submit(ctx, &writeReq{kind: writeBlob, hash: hash, blob: buf, durable: true, size: len(buf) + 64})
 }
 
 // Deliver implements journal.Store.
 func (s *Store) Deliver(ctx context.Context, id string, m journal.Message, run *journal.Run) (uint64, error) {
-	r := &writeReq{kind: writeDeliver, id: id, msg: &m, run: cloneRun(run), durable: true}
+	if n := len(m.Value); n > journal.MaxRecordBytes {
+		return 0, fmt.Errorf("deliver to run %s: %w", id, tooLarge("the message", n))
+	}
+	r := &writeReq{kind: writeDeliver, id: id, msg: &m, run: cloneRun(run), durable: true, size: len(m.Value) + 256}
+	if err := prepare(r); err != nil {
+		return 0, err
+	}
 	if err := s.submit(ctx, r); err != nil {
 		return 0, err
 	}
 	return r.msg.Seq, nil
-}
-
-// Inbox implements journal.Store.
-func (s *Store) Inbox(ctx context.Context, id string, from uint64) ([]journal.Message, error) {
-	if from == 0 {
-		from = 1
-	}
-	var out []journal.Message
-	err := s.db.View(func(txn *badger.Txn) error {
-		prefix := inboxPrefix(id)
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
-		defer it.Close()
-		for it.Seek(inboxKey(id, from)); it.ValidForPrefix(prefix); it.Next() {
-			k := it.Item().Key()
-			seq := binary.BigEndian.Uint64(k[len(prefix):])
-			var m journal.Message
-			err := it.Item().Value(func(v []byte) error {
-				rec, err := journal.DecodeRecord(id, seq, v)
-				if err != nil {
-					return err
-				}
-				return rec.Decode(&m)
-			})
-			if err != nil {
-				return err
-			}
-			out = append(out, m)
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("read inbox of run %s: %w", id, err)
-	}
-	return out, nil
-}
-
-func lastInboxSeq(txn *badger.Txn, id string) (uint64, error) {
-	prefix := inboxPrefix(id)
-	it := txn.NewIterator(badger.IteratorOptions{Reverse: true, Prefix: prefix})
-	defer it.Close()
-	it.Seek(append(append([]byte{}, prefix...), 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff))
-	if !it.ValidForPrefix(prefix) {
-		return 0, nil
-	}
-	k := it.Item().Key()
-	return binary.BigEndian.Uint64(k[len(prefix):]), nil
 }
 
 func cloneRun(r *journal.Run) *journal.Run {
@@ -405,16 +658,29 @@ func cloneRun(r *journal.Run) *journal.Run {
 	return &c
 }
 
-// committer applies queued writes in batches: one Badger transaction and at
-// most one fsync per batch.
+// The committer.
+
+const (
+	maxBatch      = 512     // requests per batch
+	maxBatchBytes = 1 << 20 // gathering stops once a batch is this large
+)
+
+// maxCachedRuns bounds lastSeq and lastMsg; a run's entries also go when
+// its metadata becomes final. (A variable for tests.)
+var maxCachedRuns = 4096
+
+// committer applies queued writes in batches: at most one log record, one
+// Badger commit and one fsync per batch.
 func (s *Store) committer() {
 	defer s.wg.Done()
-	const maxBatch = 512
 	batch := make([]*writeReq, 0, maxBatch)
 	for {
 		var first *writeReq
 		select {
 		case first = <-s.writes:
+		case <-s.tick:
+			s.backgroundSync()
+			continue
 		case <-s.done:
 			// Drain what was queued before Close.
 			for {
@@ -427,11 +693,13 @@ func (s *Store) committer() {
 			}
 		}
 		batch = append(batch[:0], first)
+		size := first.size
 	drain:
-		for len(batch) < maxBatch {
+		for len(batch) < maxBatch && size < maxBatchBytes {
 			select {
 			case r := <-s.writes:
 				batch = append(batch, r)
+				size += r.size
 			default:
 				break drain
 			}
@@ -440,16 +708,176 @@ func (s *Store) committer() {
 	}
 }
 
+// backgroundSync makes non-durable writes durable (Options.SyncInterval).
+// dirty is cleared only by a successful sync; a failed one fails the store.
+func (s *Store) backgroundSync() {
+	if !s.dirty || s.failure() != nil {
+		return
+	}
+	if err := s.wal.sync(); err != nil {
+		s.fail("the background fdatasync of "+walFile, err)
+		return
+	}
+	s.dirty = false
+}
+
+func (s *Store) syncer(interval time.Duration) {
+	defer s.wg.Done()
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.done:
+			return
+		case <-t.C:
+			select {
+			case s.tick <- struct{}{}:
+			default:
+			}
+		}
+	}
+}
+
+// batchWriter assembles a batch's Badger writes.
+type batchWriter struct {
+	lsn    uint64
+	sets   []kv // go through the log
+	chunks []kv // committed and synced first (chunk.go)
+}
+
+func (b *batchWriter) put(k, v []byte) {
+	if len(v) > chunkThreshold {
+		ref, chunks := splitValue(k, v, b.lsn)
+		b.chunks = append(b.chunks, chunks...)
+		b.sets = append(b.sets, kv{k: k, v: ref, chunked: true})
+		return
+	}
+	b.sets = append(b.sets, kv{k: k, v: v})
+}
+
+func (b *batchWriter) del(k []byte) { b.sets = append(b.sets, kv{k: k, del: true}) }
+
 func (s *Store) apply(batch []*writeReq) {
+	finish := func(err error) {
+		for _, r := range batch {
+			if r.err == nil {
+				r.err = err
+			}
+			r.done <- r.err
+		}
+	}
+	if err := s.failure(); err != nil {
+		finish(err)
+		return
+	}
+	need := 0
+	for _, r := range batch {
+		need += r.size
+	}
+	if err := s.space.check(need); err != nil {
+		for _, r := range batch {
+			if r.kind == writeBlob {
+				r.err = fmt.Errorf("store blob: %w", err)
+			} else {
+				r.err = fmt.Errorf("run %s: %w", r.id, err)
+			}
+		}
+		finish(nil)
+		return
+	}
+	b := &batchWriter{lsn: s.lsn + 1}
+	pendingSeq, pendingMsg, final, err := s.validate(batch, b)
+	if err != nil {
+		for _, r := range batch {
+			delete(s.lastSeq, r.id)
+			delete(s.lastMsg, r.id)
+		}
+		finish(err)
+		return
+	}
+	durable := false
+	for _, r := range batch {
+		durable = durable || (r.err == nil && r.durable)
+	}
+	if len(b.sets) > 0 {
+		sets := append(b.sets, kv{k: lsnKey, v: binary.BigEndian.AppendUint64(nil, b.lsn)})
+		err = s.write(b.chunks, sets, b.lsn, durable)
+	}
+	if err != nil {
+		// Nothing in this batch can be trusted to be written; forget cached
+		// sequence numbers so they are read again from the database.
+		for _, r := range batch {
+			delete(s.lastSeq, r.id)
+			delete(s.lastMsg, r.id)
+			if r.err == nil {
+				r.err = fmt.Errorf("write journal: %w", err)
+			}
+		}
+		finish(nil)
+		return
+	}
+	for id, seq := range pendingSeq {
+		s.lastSeq[id] = seq
+	}
+	for id, seq := range pendingMsg {
+		s.lastMsg[id] = seq
+	}
+	for id := range final {
+		delete(s.lastSeq, id)
+		delete(s.lastMsg, id)
+	}
+	trimCache(s.lastSeq)
+	trimCache(s.lastMsg)
+	finish(nil)
+}
+
+// trimCache keeps a cache under maxCachedRuns entries by forgetting
+// arbitrary ones (they are read from the database again when needed).
+func trimCache(m map[string]uint64) {
+	if len(m) <= maxCachedRuns {
+		return
+	}
+	for id := range m {
+		delete(m, id)
+		if len(m) <= maxCachedRuns*3/4 {
+			return
+		}
+	}
+}
+
+// validate checks each request against the database and the batch so
+// far, setting r.err on the ones that fail, and adds the writes of the
+// others to b. It returns the runs' new last record and message numbers,
+// and the runs whose metadata becomes final. An error fails the batch.
+func (s *Store) validate(batch []*writeReq, b *batchWriter) (pendingSeq, pendingMsg map[string]uint64, final map[string]bool, err error) {
 	created := map[string]bool{}
-	pendingSeq := map[string]uint64{}
-	pendingMsg := map[string]uint64{}
+	pendingSeq = map[string]uint64{}
+	pendingMsg = map[string]uint64{}
+	final = map[string]bool{}
+	// Metadata is written once per run and batch, the last version.
+	metas := map[string][]byte{}
+	var metaOrder []string
+	setMeta := func(id string, mb []byte, st journal.Status) {
+		if _, ok := metas[id]; !ok {
+			metaOrder = append(metaOrder, id)
+		}
+		metas[id] = mb
+		if st.Final() {
+			final[id] = true
+		} else {
+			delete(final, id)
+		}
+	}
 	now := time.Now().UTC()
-	var sets []kv
-	put := func(k, v []byte) { sets = append(sets, kv{k, v}) }
 
 	// Validation reads the database; nothing of this batch is in it yet.
 	txn := s.db.NewTransaction(false)
+	defer txn.Discard()
+	defer func() {
+		if r := recover(); r != nil {
+			err = &journal.CorruptError{Store: s.dir, Reason: "reading it panicked: " + firstLine(fmt.Sprint(r))}
+		}
+	}()
 	for _, r := range batch {
 		switch r.kind {
 		case writeDeliver:
@@ -457,7 +885,7 @@ func (s *Store) apply(batch []*writeReq) {
 				if errors.Is(err, badger.ErrKeyNotFound) && !created[r.id] {
 					r.err = fmt.Errorf("run %s: %w", r.id, journal.ErrNotFound)
 				} else if !errors.Is(err, badger.ErrKeyNotFound) {
-					r.err = err
+					r.err = &badgerError{"read run " + r.id, err}
 				}
 				if r.err != nil {
 					continue
@@ -482,22 +910,25 @@ func (s *Store) apply(batch []*writeReq) {
 				r.err = err
 				continue
 			}
-			put(inboxKey(r.id, r.msg.Seq), journal.Encode(journal.Record{Seq: r.msg.Seq, Type: journal.TypeMessage, Time: r.msg.Time, Data: data}))
+			if len(data) > maxValueBytes {
+				r.err = fmt.Errorf("deliver to run %s: %w", r.id, tooLarge("the message", len(data)))
+				continue
+			}
+			var mb []byte
 			if r.run != nil {
 				r.run.Inbox = r.msg.Seq
-				if r.run.UpdatedAt.IsZero() {
-					r.run.UpdatedAt = now
-				}
-				mb, err := json.Marshal(r.run)
-				if err != nil {
+				if mb, err = journal.EncodeRun(r.run); err != nil {
 					r.err = err
 					continue
 				}
-				put(metaKey(r.id), mb)
+			}
+			b.put(inboxKey(r.id, r.msg.Seq), journal.Encode(journal.Record{Seq: r.msg.Seq, Type: journal.TypeMessage, Time: r.msg.Time, Data: data}))
+			if mb != nil {
+				setMeta(r.id, mb, r.run.Status)
 			}
 			pendingMsg[r.id] = r.msg.Seq
 		case writeBlob:
-			put(blobKey(r.hash), r.blob)
+			b.put(blobKey(r.hash), r.blob)
 		case writeCreate, writeAppend:
 			last, err := s.lastSeqFor(txn, r.id, pendingSeq, created, r.kind == writeCreate)
 			if err != nil {
@@ -528,21 +959,11 @@ func (s *Store) apply(batch []*writeReq) {
 			if !ok {
 				continue
 			}
-			var mb []byte
-			if r.run != nil {
-				if r.run.UpdatedAt.IsZero() {
-					r.run.UpdatedAt = now
-				}
-				if mb, err = json.Marshal(r.run); err != nil {
-					r.err = err
-					continue
-				}
+			for i, rec := range r.recs {
+				b.put(journalKey(r.id, rec.Seq), r.enc[i])
 			}
-			for _, rec := range r.recs {
-				put(journalKey(r.id, rec.Seq), journal.Encode(rec))
-			}
-			if mb != nil {
-				put(metaKey(r.id), mb)
+			if r.meta != nil {
+				setMeta(r.id, r.meta, r.run.Status)
 			}
 			if r.kind == writeCreate {
 				created[r.id] = true
@@ -552,99 +973,107 @@ func (s *Store) apply(batch []*writeReq) {
 			}
 		}
 	}
-	txn.Discard()
-
-	durable := false
-	for _, r := range batch {
-		durable = durable || (r.err == nil && r.durable)
-	}
-	err := s.write(sets, durable)
-	if err != nil {
-		// Nothing in this batch can be trusted to be written; forget cached
-		// sequence numbers so they are read again from the database.
-		for _, r := range batch {
-			delete(s.lastSeq, r.id)
-			delete(s.lastMsg, r.id)
-			if r.err == nil {
-				r.err = fmt.Errorf("write journal: %w", err)
+	for _, id := range metaOrder {
+		// Replaced metadata that was chunked leaves its chunks behind:
+		// delete them with the new version.
+		key := metaKey(id)
+		if item, err := txn.Get(key); err == nil && item.UserMeta()&userMetaChunked != 0 {
+			if ref, err := item.ValueCopy(nil); err == nil {
+				if cr, err := parseRef(ref); err == nil {
+					for _, k := range cr.keys(key) {
+						b.del(k)
+					}
+				}
 			}
-			r.done <- r.err
 		}
-		return
+		b.put(key, metas[id])
 	}
-	for id, seq := range pendingSeq {
-		s.lastSeq[id] = seq
-	}
-	for id, seq := range pendingMsg {
-		s.lastMsg[id] = seq
-	}
-	if len(sets) > 0 && !durable {
-		s.dirtyMu.Lock()
-		s.dirty = true
-		s.dirtyMu.Unlock()
-	}
-	for _, r := range batch {
-		r.done <- r.err
-	}
+	return pendingSeq, pendingMsg, final, nil
 }
 
-// write applies a batch: it is appended to the write-ahead log while Badger
-// commits it (without syncing); with durable, one fdatasync of the log makes
-// it durable before write returns.
-func (s *Store) write(sets []kv, durable bool) error {
-	if len(sets) == 0 {
+// write makes a batch's writes, in this order:
+//
+//  1. Chunks of large values, if any: committed to Badger, then Badger's
+//     files synced (syncBadger), so that no reference in the log can
+//     outlive its chunks.
+//  2. A batch too large for the log: committed to Badger, then a
+//     checkpoint makes it durable (and starts a new log generation).
+//  3. Otherwise (the common case): a checkpoint first if the log is full;
+//     the batch appended to the log (pwrite); the Badger commit, with the
+//     log's fdatasync running alongside if the batch is durable.
+//
+// Badger holds the batch's LSN (key s/lsn) from the same commit, in the
+// last transaction if the batch needs several. A failure after the log
+// holds the batch fails the store: the batch will be applied on reopen,
+// so its callers cannot be told it failed.
+func (s *Store) write(chunks, sets []kv, lsn uint64, durable bool) error {
+	if len(chunks) > 0 {
+		if err := s.commit(chunks); err != nil {
+			return &badgerError{fmt.Sprintf("write %d chunks of large values", len(chunks)), err}
+		}
+		if err := s.syncBadger(); err != nil {
+			return s.fail("syncing Badger's files for large values", err)
+		}
+	}
+	size := recordSize(sets)
+	if size > walMaxBatch() {
+		if err := s.commit(sets); err != nil {
+			return s.fail("the Badger commit of a large batch", &badgerError{fmt.Sprintf("%d entries, %d bytes", len(sets), size), err})
+		}
+		s.lsn = lsn
+		if err := s.checkpoint(); err != nil {
+			return s.fail("the checkpoint of a large batch", err)
+		}
 		return nil
 	}
-	committed := make(chan error, 1)
-	go func() { committed <- s.commit(sets) }()
-	ok, err := s.wal.append(sets)
-	if err == nil && !ok {
-		// The log is full: checkpoint, then log the batch in the new
-		// generation. (The commit above only touches Badger.)
-		if err = <-committed; err != nil {
-			return err
-		}
-		committed <- nil
-		if err = s.checkpoint(walBatchSize(sets)); err == nil {
-			if ok, err = s.wal.append(sets); err == nil && !ok {
-				err = fmt.Errorf("batch of %d entries does not fit the write-ahead log", len(sets))
-			}
+	if !s.wal.fits(size) {
+		if err := s.checkpoint(); err != nil {
+			return s.fail("the checkpoint of a full "+walFile, err)
 		}
 	}
-	if err == nil && durable {
-		err = s.wal.sync()
-		if err == nil {
-			s.dirtyMu.Lock()
-			s.dirty = false
-			s.dirtyMu.Unlock()
+	if err := s.wal.append(lsn, sets); err != nil {
+		// Nothing reached Badger; the next batch overwrites this record.
+		return fmt.Errorf("append to %s: %w", walFile, err)
+	}
+	var synced chan error
+	if durable {
+		synced = make(chan error, 1)
+		go func() { synced <- s.wal.sync() }()
+	}
+	cerr := s.commit(sets)
+	if durable {
+		if err := <-synced; err != nil {
+			return s.fail("fdatasync of "+walFile, err)
 		}
+		s.dirty = false
 	}
-	if cerr := <-committed; err == nil {
-		err = cerr
+	if cerr != nil {
+		return s.fail("the Badger commit", &badgerError{fmt.Sprintf("%d entries, %d bytes", len(sets), size), cerr})
 	}
-	return err
+	s.lsn = lsn
+	if !durable {
+		s.dirty = true
+	}
+	return nil
 }
 
-func walBatchSize(sets []kv) int64 {
-	n := int64(walHeader)
-	for _, e := range sets {
-		n += int64(len(e.k)+len(e.v)) + 21
-	}
-	return n
-}
-
-// commit applies sets to Badger in as few transactions as fit.
-func (s *Store) commit(sets []kv) error {
+// commit applies sets to Badger in as few transactions as fit, in order.
+func (s *Store) commit(sets []kv) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("badger panicked: %s", firstLine(fmt.Sprint(r)))
+		}
+	}()
 	txn := s.db.NewTransaction(true)
 	defer func() { txn.Discard() }()
 	for _, e := range sets {
-		err := txn.Set(e.k, e.v)
+		err := setEntry(txn, e)
 		if errors.Is(err, badger.ErrTxnTooBig) {
 			if err := txn.Commit(); err != nil {
 				return err
 			}
 			txn = s.db.NewTransaction(true)
-			err = txn.Set(e.k, e.v)
+			err = setEntry(txn, e)
 		}
 		if err != nil {
 			return err
@@ -653,13 +1082,79 @@ func (s *Store) commit(sets []kv) error {
 	return txn.Commit()
 }
 
-// checkpoint syncs Badger, after which the log's records are no longer
-// needed, and starts a new log generation.
-func (s *Store) checkpoint(need int64) error {
-	if err := s.db.Sync(); err != nil {
+func setEntry(txn *badger.Txn, e kv) error {
+	switch {
+	case e.del:
+		return txn.Delete(e.k)
+	case e.chunked:
+		return txn.SetEntry(badger.NewEntry(e.k, e.v).WithMeta(userMetaChunked))
+	}
+	return txn.Set(e.k, e.v)
+}
+
+// checkpoint makes every batch committed so far durable in Badger's own
+// files, then starts a new log generation whose header says so (base LSN).
+// It syncs, in this order:
+//
+//  1. badger.DB.Sync: the active memtable's .mem file (msync) and the
+//     current .vlog file (fsync);
+//  2. every *.mem and *.vlog file in the directory, with fdatasync (a file
+//     gone meanwhile was flushed to a table: fine). Badger never syncs a
+//     memtable's file once it is rotated out, nor value log files it
+//     rotated from;
+//  3. MANIFEST, with fsync;
+//  4. the directory, with fsync (names of new .mem, .vlog, .sst files);
+//  5. starflow.wal: the new header (generation, base LSN, highest table in
+//     the MANIFEST) at offset 0, with fdatasync.
+//
+// Table (.sst) files are synced by Badger when it writes them (msync),
+// before the MANIFEST names them. Between checkpoints, only starflow.wal is
+// synced (fdatasync, by durable writes and the background syncer).
+func (s *Store) checkpoint() error {
+	if err := s.syncBadger(); err != nil {
 		return err
 	}
-	return s.wal.reset(need)
+	var maxTable uint64
+	for _, t := range s.db.Tables() {
+		maxTable = max(maxTable, t.ID)
+	}
+	if err := s.wal.reset(s.lsn, max(maxTable, s.wal.maxTable)); err != nil {
+		return fmt.Errorf("start a new generation of %s: %w", walFile, err)
+	}
+	s.dirty = false
+	return nil
+}
+
+// syncBadger is steps 1 to 4 of checkpoint.
+func (s *Store) syncBadger() error {
+	if err := s.db.Sync(); err != nil {
+		return &badgerError{"badger sync", err}
+	}
+	names, err := badgerLogFiles(s.dir)
+	if err != nil {
+		return err
+	}
+	for _, n := range names {
+		if err := s.syncFile(n, true); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	}
+	if err := s.syncFile("MANIFEST", false); err != nil {
+		return err
+	}
+	return s.syncFile(".", false)
+}
+
+func (s *Store) syncFile(name string, dataOnly bool) error {
+	f, err := os.Open(filepath.Join(s.dir, name))
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := s.fsync(f, dataOnly); err != nil {
+		return fmt.Errorf("sync %s: %w", name, err)
+	}
+	return nil
 }
 
 // lastSeqFor returns the last sequence number of a run, from the batch in
@@ -677,7 +1172,7 @@ func (s *Store) lastSeqFor(txn *badger.Txn, id string, pending map[string]uint64
 			return 1, nil // exists; exact value irrelevant to Create
 		}
 		if !errors.Is(err, badger.ErrKeyNotFound) {
-			return 0, err
+			return 0, &badgerError{"read run " + id, err}
 		}
 	}
 	seq, err := lastSeqInDB(txn, id)
@@ -701,154 +1196,24 @@ func lastSeqInDB(txn *badger.Txn, id string) (uint64, error) {
 	}
 	k := it.Item().Key()
 	if len(k) != len(prefix)+8 {
-		return 0, fmt.Errorf("run %s: malformed journal key %q", id, k)
+		return 0, &journal.CorruptError{RunID: id, Reason: fmt.Sprintf("malformed journal key %q", k)}
 	}
 	return binary.BigEndian.Uint64(k[len(prefix):]), nil
 }
 
-func (s *Store) syncer(interval time.Duration) {
-	defer s.wg.Done()
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.done:
-			return
-		case <-t.C:
-			s.dirtyMu.Lock()
-			d := s.dirty
-			s.dirty = false
-			s.dirtyMu.Unlock()
-			if d {
-				_ = s.wal.sync()
-			}
-		}
+func lastInboxSeq(txn *badger.Txn, id string) (uint64, error) {
+	prefix := inboxPrefix(id)
+	it := txn.NewIterator(badger.IteratorOptions{Reverse: true, Prefix: prefix})
+	defer it.Close()
+	it.Seek(append(append([]byte{}, prefix...), 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff))
+	if !it.ValidForPrefix(prefix) {
+		return 0, nil
 	}
-}
-
-// Reads.
-
-// Run implements journal.Store.
-func (s *Store) Run(ctx context.Context, id string) (*journal.Run, error) {
-	var run journal.Run
-	err := s.db.View(func(txn *badger.Txn) error {
-		item, err := txn.Get(metaKey(id))
-		if err != nil {
-			return err
-		}
-		return item.Value(func(v []byte) error { return json.Unmarshal(v, &run) })
-	})
-	if errors.Is(err, badger.ErrKeyNotFound) {
-		return nil, fmt.Errorf("run %s: %w", id, journal.ErrNotFound)
+	k := it.Item().Key()
+	if len(k) != len(prefix)+8 {
+		return 0, &journal.CorruptError{RunID: id, Reason: fmt.Sprintf("malformed inbox key %q", k)}
 	}
-	if err != nil {
-		return nil, fmt.Errorf("read run %s: %w", id, err)
-	}
-	return &run, nil
-}
-
-// Records implements journal.Store.
-func (s *Store) Records(ctx context.Context, id string, from uint64) ([]journal.Record, error) {
-	if from == 0 {
-		from = 1
-	}
-	var out []journal.Record
-	err := s.db.View(func(txn *badger.Txn) error {
-		prefix := journalPrefix(id)
-		// No value prefetch: records are small and stored inline in the
-		// LSM tree, and Badger prefetches with a goroutine per item.
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
-		defer it.Close()
-		want := from
-		for it.Seek(journalKey(id, from)); it.ValidForPrefix(prefix); it.Next() {
-			item := it.Item()
-			k := item.Key()
-			if len(k) != len(prefix)+8 {
-				return &journal.CorruptError{RunID: id, Seq: want, Reason: fmt.Sprintf("malformed key %q", k)}
-			}
-			seq := binary.BigEndian.Uint64(k[len(prefix):])
-			if seq != want {
-				return &journal.CorruptError{RunID: id, Seq: want, Reason: fmt.Sprintf("record missing (next stored record is %d)", seq)}
-			}
-			var rec journal.Record
-			err := item.Value(func(v []byte) error {
-				var derr error
-				rec, derr = journal.DecodeRecord(id, seq, v)
-				return derr
-			})
-			if err != nil {
-				return err
-			}
-			out = append(out, rec)
-			want++
-		}
-		return nil
-	})
-	if err != nil {
-		var ce *journal.CorruptError
-		if errors.As(err, &ce) {
-			return nil, err
-		}
-		return nil, fmt.Errorf("read journal of run %s: %w", id, err)
-	}
-	return out, nil
-}
-
-// List implements journal.Store.
-func (s *Store) List(ctx context.Context, f journal.Filter) ([]*journal.Run, error) {
-	var runs []*journal.Run
-	err := s.db.View(func(txn *badger.Txn) error {
-		prefix := []byte("m/")
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
-		defer it.Close()
-		for it.Rewind(); it.ValidForPrefix(prefix); it.Next() {
-			var r journal.Run
-			if err := it.Item().Value(func(v []byte) error { return json.Unmarshal(v, &r) }); err != nil {
-				return fmt.Errorf("run %s: %w", bytes.TrimPrefix(it.Item().Key(), prefix), err)
-			}
-			if f.Match(&r) {
-				runs = append(runs, &r)
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("list runs: %w", err)
-	}
-	sort.SliceStable(runs, func(i, j int) bool {
-		if !runs[i].CreatedAt.Equal(runs[j].CreatedAt) {
-			return runs[i].CreatedAt.After(runs[j].CreatedAt)
-		}
-		return runs[i].ID > runs[j].ID
-	})
-	if f.Limit > 0 && len(runs) > f.Limit {
-		runs = runs[:f.Limit]
-	}
-	return runs, nil
-}
-
-// Blob implements journal.Store.
-func (s *Store) Blob(ctx context.Context, hash string) ([]byte, error) {
-	var out []byte
-	err := s.db.View(func(txn *badger.Txn) error {
-		item, err := txn.Get(blobKey(hash))
-		if err != nil {
-			return err
-		}
-		out, err = item.ValueCopy(nil)
-		return err
-	})
-	if errors.Is(err, badger.ErrKeyNotFound) {
-		return nil, fmt.Errorf("blob %s: %w", hash, journal.ErrNotFound)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read blob %s: %w", hash, err)
-	}
-	sum := sha256.Sum256(out)
-	if got := "sha256:" + hex.EncodeToString(sum[:]); got != hash {
-		return nil, fmt.Errorf("blob %s is corrupt: its content hashes to %s: %w", hash, got, journal.ErrCorrupt)
-	}
-	return out, nil
+	return binary.BigEndian.Uint64(k[len(prefix):]), nil
 }
 
 // badgerLogger forwards Badger's warnings and errors to zerolog and drops its
@@ -856,51 +1221,10 @@ func (s *Store) Blob(ctx context.Context, hash string) ([]byte, error) {
 type badgerLogger struct{ l zerolog.Logger }
 
 func (b badgerLogger) Errorf(f string, a ...any) {
-	b.l.Error().Str("component", "badger").Msgf(strings.TrimSpace(f), a...)
+	b.l.Error().Str("component", "badger").Msg(firstLine(fmt.Sprintf(strings.TrimSpace(f), a...)))
 }
 func (b badgerLogger) Warningf(f string, a ...any) {
-	b.l.Warn().Str("component", "badger").Msgf(strings.TrimSpace(f), a...)
+	b.l.Warn().Str("component", "badger").Msg(firstLine(fmt.Sprintf(strings.TrimSpace(f), a...)))
 }
 func (badgerLogger) Infof(string, ...any)  {}
 func (badgerLogger) Debugf(string, ...any) {}
-
-var _ journal.KV = (*Store)(nil)
-
-func kvKey(key string) []byte { return []byte("k/" + key) }
-
-// GetKV implements journal.KV.
-func (s *Store) GetKV(ctx context.Context, key string) ([]byte, bool, error) {
-	var out []byte
-	err := s.db.View(func(txn *badger.Txn) error {
-		item, err := txn.Get(kvKey(key))
-		if err != nil {
-			return err
-		}
-		out, err = item.ValueCopy(nil)
-		return err
-	})
-	if errors.Is(err, badger.ErrKeyNotFound) {
-		return nil, false, nil
-	}
-	if err != nil {
-		return nil, false, fmt.Errorf("read %s: %w", key, err)
-	}
-	return out, true, nil
-}
-
-// PutKV implements journal.KV.
-func (s *Store) PutKV(ctx context.Context, key string, val []byte, ttl time.Duration) error {
-	s.closeMu.RLock()
-	defer s.closeMu.RUnlock()
-	if s.closed {
-		return journal.ErrClosed
-	}
-	e := badger.NewEntry(kvKey(key), append([]byte(nil), val...))
-	if ttl > 0 {
-		e = e.WithTTL(ttl)
-	}
-	if err := s.db.Update(func(txn *badger.Txn) error { return txn.SetEntry(e) }); err != nil {
-		return fmt.Errorf("write %s: %w", key, err)
-	}
-	return nil
-}

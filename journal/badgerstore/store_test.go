@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -16,9 +17,13 @@ import (
 )
 
 func TestStore(t *testing.T) {
-	storetest.Run(t, func(t *testing.T) (journal.Store, func() journal.Store) {
+	var free atomic.Uint64
+	free.Store(1 << 40)
+	opts := Options{spaceTTL: -1, freeSpace: func(string) (uint64, error) { return free.Load(), nil }}
+	open := func(t *testing.T) (journal.Store, func() journal.Store) {
+		free.Store(1 << 40)
 		dir := t.TempDir()
-		s, err := Open(dir, Options{})
+		s, err := Open(dir, opts)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -28,13 +33,28 @@ func TestStore(t *testing.T) {
 			if err := cur.Close(); err != nil {
 				t.Fatal(err)
 			}
-			n, err := Open(dir, Options{})
+			n, err := Open(dir, opts)
 			if err != nil {
 				t.Fatal(err)
 			}
 			cur = n
 			return n
 		}
+	}
+	storetest.RunWith(t, open, storetest.Hooks{
+		DamageRun: func(t *testing.T, s journal.Store, id string) {
+			rewrite(t, s.(*Store), metaKey(id), func(v []byte) []byte { v[len(v)-2] ^= 0x04; return v })
+		},
+		DamageRecord: func(t *testing.T, s journal.Store, id string, seq uint64) {
+			rewrite(t, s.(*Store), journalKey(id, seq), func(v []byte) []byte { v[len(v)-1] ^= 0x01; return v })
+		},
+		Full: func(t *testing.T, s journal.Store, full bool) {
+			if full {
+				free.Store(1 << 20)
+			} else {
+				free.Store(1 << 40)
+			}
+		},
 	})
 }
 

@@ -1,5 +1,7 @@
 // Package storetest is the behavioural test suite every journal.Store must
-// pass. A backend's tests call Run with a constructor for fresh stores.
+// pass. A backend's tests call Run with a constructor for fresh stores, or
+// RunWith to also pass the hooks the tests of damage and of a full disk
+// need (how to damage data or fill a disk is the backend's business).
 package storetest
 
 import (
@@ -7,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -18,8 +21,22 @@ import (
 // opens it again on the same data (to check persistence).
 type Opener func(t *testing.T) (s journal.Store, reopen func() journal.Store)
 
+// Hooks let the suite do what only the backend knows how to. A nil hook
+// skips the tests that need it.
+type Hooks struct {
+	// DamageRun damages run id's stored metadata, as a bad disk would.
+	DamageRun func(t *testing.T, s journal.Store, id string)
+	// DamageRecord damages the stored record seq of run id.
+	DamageRecord func(t *testing.T, s journal.Store, id string, seq uint64)
+	// Full makes the store see a full disk (full) or free space again.
+	Full func(t *testing.T, s journal.Store, full bool)
+}
+
 // Run runs the suite.
-func Run(t *testing.T, open Opener) {
+func Run(t *testing.T, open Opener) { RunWith(t, open, Hooks{}) }
+
+// RunWith runs the suite with the backend's hooks.
+func RunWith(t *testing.T, open Opener, h Hooks) {
 	t.Run("CreateAndRead", func(t *testing.T) { testCreateAndRead(t, open) })
 	t.Run("CreateIsExclusive", func(t *testing.T) { testCreateExclusive(t, open) })
 	t.Run("AppendOnly", func(t *testing.T) { testAppendOnly(t, open) })
@@ -29,6 +46,26 @@ func Run(t *testing.T, open Opener) {
 	t.Run("Persistence", func(t *testing.T) { testPersistence(t, open) })
 	t.Run("ConcurrentRuns", func(t *testing.T) { testConcurrent(t, open) })
 	t.Run("Inbox", func(t *testing.T) { testInbox(t, open) })
+	t.Run("LargeValues", func(t *testing.T) { testLargeValues(t, open) })
+	t.Run("TooLarge", func(t *testing.T) { testTooLarge(t, open) })
+	t.Run("PartialList", func(t *testing.T) {
+		if h.DamageRun == nil {
+			t.Skip("no DamageRun hook")
+		}
+		testPartialList(t, open, h)
+	})
+	t.Run("JournalStart", func(t *testing.T) {
+		if h.DamageRecord == nil {
+			t.Skip("no DamageRecord hook")
+		}
+		testJournalStart(t, open, h)
+	})
+	t.Run("NoSpace", func(t *testing.T) {
+		if h.Full == nil {
+			t.Skip("no Full hook")
+		}
+		testNoSpace(t, open, h)
+	})
 }
 
 var ctx = context.Background()
@@ -347,5 +384,168 @@ func testInbox(t *testing.T, open Opener) {
 	meta, err = s.Run(ctx, "in")
 	if err != nil || meta.Inbox != 5 || meta.Status != journal.StatusWaiting {
 		t.Fatalf("metadata after Deliver: %+v %v", meta, err)
+	}
+}
+
+// big is a JSON string of n bytes.
+func big(n int) json.RawMessage {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = "abcdefghijklmnopqrstuvwxyz"[i%26]
+	}
+	b[0], b[n-1] = '"', '"'
+	return b
+}
+
+// A store holds records, messages, blobs and metadata up to
+// journal.MaxRecordBytes, and reads them back intact after a restart.
+func testLargeValues(t *testing.T, open Opener) {
+	s, reopen := open(t)
+	val := big(20 << 20)
+	create(t, s, "lv", time.Unix(1, 0))
+	rec := journal.Record{Seq: 2, Type: journal.TypeCallCompleted, Time: time.Unix(2, 0).UTC(), Data: val}
+	m := newRun("lv", time.Unix(1, 0))
+	m.Result = big(2 << 20)
+	if err := s.Append(ctx, "lv", []journal.Record{rec, rec3(t)}, m, true); err != nil {
+		t.Fatalf("Append of a 20 MiB record: %v", err)
+	}
+	if _, err := s.Deliver(ctx, "lv", journal.Message{Kind: journal.MessageAnswer, Value: big(3 << 20)}, nil); err != nil {
+		t.Fatalf("Deliver of a 3 MiB message: %v", err)
+	}
+	blob := []byte(big(5 << 20))
+	h, err := s.PutBlob(ctx, blob)
+	if err != nil {
+		t.Fatalf("PutBlob of 5 MiB: %v", err)
+	}
+	s = reopen()
+	recs, err := s.Records(ctx, "lv", 1)
+	if err != nil || len(recs) != 3 || string(recs[1].Data) != string(val) || recs[2].Seq != 3 {
+		t.Fatalf("Records: %d, %v", len(recs), err)
+	}
+	r, err := s.Run(ctx, "lv")
+	if err != nil || string(r.Result) != string(m.Result) {
+		t.Fatalf("Run: %v", err)
+	}
+	msgs, err := s.Inbox(ctx, "lv", 1)
+	if err != nil || len(msgs) != 1 || len(msgs[0].Value) != 3<<20 {
+		t.Fatalf("Inbox: %v", err)
+	}
+	if b, err := s.Blob(ctx, h); err != nil || string(b) != string(blob) {
+		t.Fatalf("Blob: %v", err)
+	}
+}
+
+func rec3(t *testing.T) journal.Record {
+	return rec(t, 3, journal.TypeLog, journal.Log{Message: "after"})
+}
+
+// Over journal.MaxRecordBytes: refused with ErrTooLarge, naming the run and
+// the record, without the value in the message, and nothing is written.
+func testTooLarge(t *testing.T, open Opener) {
+	s, _ := open(t)
+	create(t, s, "tl", time.Unix(1, 0))
+	val := make([]byte, journal.MaxRecordBytes+1)
+	for i := range val {
+		val[i] = 'z'
+	}
+	err := s.Append(ctx, "tl", []journal.Record{{Seq: 2, Type: journal.TypeCallCompleted, Time: time.Unix(2, 0), Data: val}}, nil, true)
+	if !errors.Is(err, journal.ErrTooLarge) || !strings.Contains(err.Error(), "tl") || !strings.Contains(err.Error(), "record 2") {
+		t.Fatalf("Append: %.300v", err)
+	}
+	if len(err.Error()) > 500 || strings.Contains(err.Error(), "zzzz") {
+		t.Fatalf("the error carries the value: %.300s", err)
+	}
+	if _, err := s.Deliver(ctx, "tl", journal.Message{Kind: journal.MessageAnswer, Value: val}, nil); !errors.Is(err, journal.ErrTooLarge) {
+		t.Fatalf("Deliver: %.300v", err)
+	}
+	if _, err := s.PutBlob(ctx, val); !errors.Is(err, journal.ErrTooLarge) {
+		t.Fatalf("PutBlob: %.300v", err)
+	}
+	if recs, err := s.Records(ctx, "tl", 1); err != nil || len(recs) != 1 {
+		t.Fatalf("Records: %d, %v", len(recs), err)
+	}
+	if msgs, err := s.Inbox(ctx, "tl", 1); err != nil || len(msgs) != 0 {
+		t.Fatalf("Inbox: %d, %v", len(msgs), err)
+	}
+	if err := s.Append(ctx, "tl", []journal.Record{rec(t, 2, journal.TypeLog, journal.Log{})}, nil, true); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// One damaged run does not hide the others: List returns them with a
+// *CorruptRunsError naming the damaged one; Run reports it as corrupt.
+func testPartialList(t *testing.T, open Opener, h Hooks) {
+	s, _ := open(t)
+	for i, id := range []string{"p1", "p2", "p3"} {
+		create(t, s, id, time.Unix(int64(10+i), 0).UTC())
+	}
+	h.DamageRun(t, s, "p2")
+	runs, err := s.List(ctx, journal.Filter{})
+	var cre *journal.CorruptRunsError
+	var ce *journal.CorruptError
+	if !errors.As(err, &cre) || !errors.Is(err, journal.ErrCorrupt) || !errors.As(err, &ce) || ce.RunID != "p2" {
+		t.Fatalf("List err = %v, want a CorruptRunsError naming p2", err)
+	}
+	if len(cre.Runs) != 1 || !strings.Contains(err.Error(), "p2") {
+		t.Fatalf("List err names %d runs: %v", len(cre.Runs), err)
+	}
+	if got := ids(runs); len(got) != 2 || got[0] != "p3" || got[1] != "p1" {
+		t.Fatalf("List = %v, want [p3 p1]", got)
+	}
+	// The limit counts readable runs; the damaged one is still reported.
+	runs, err = s.List(ctx, journal.Filter{Limit: 1, Status: []journal.Status{journal.StatusRunning}})
+	if len(runs) != 1 || runs[0].ID != "p3" || !errors.Is(err, journal.ErrCorrupt) {
+		t.Fatalf("List(limit 1) = %v, %v", ids(runs), err)
+	}
+	if _, err := s.Run(ctx, "p2"); !errors.As(err, &ce) || ce.RunID != "p2" {
+		t.Fatalf("Run(p2) err = %v", err)
+	}
+	if r, err := s.Run(ctx, "p1"); err != nil || r.ID != "p1" {
+		t.Fatalf("Run(p1) = %v", err)
+	}
+}
+
+// A run whose journal does not begin with a valid run.started record is
+// corrupt: Run and List say so, not only Records.
+func testJournalStart(t *testing.T, open Opener, h Hooks) {
+	s, _ := open(t)
+	create(t, s, "js", time.Unix(1, 0))
+	create(t, s, "ok", time.Unix(2, 0))
+	h.DamageRecord(t, s, "js", 1)
+	var ce *journal.CorruptError
+	if _, err := s.Run(ctx, "js"); !errors.As(err, &ce) || ce.RunID != "js" {
+		t.Fatalf("Run err = %v", err)
+	}
+	runs, err := s.List(ctx, journal.Filter{})
+	if !errors.As(err, &ce) || ce.RunID != "js" || len(runs) != 1 || runs[0].ID != "ok" {
+		t.Fatalf("List = %v, %v", ids(runs), err)
+	}
+	if _, err := s.Records(ctx, "js", 1); !errors.As(err, &ce) || ce.Seq != 1 {
+		t.Fatalf("Records err = %v", err)
+	}
+}
+
+// On a full disk writes fail with ErrNoSpace and reads work; once space
+// returns, writes go on where they stopped.
+func testNoSpace(t *testing.T, open Opener, h Hooks) {
+	s, _ := open(t)
+	create(t, s, "ns", time.Unix(1, 0))
+	h.Full(t, s, true)
+	err := s.Append(ctx, "ns", []journal.Record{rec(t, 2, journal.TypeLog, journal.Log{})}, nil, true)
+	if !errors.Is(err, journal.ErrNoSpace) {
+		t.Fatalf("Append on a full disk: %v", err)
+	}
+	if err := s.Create(ctx, newRun("ns2", time.Unix(2, 0)), []journal.Record{rec(t, 1, journal.TypeRunStarted, journal.RunStarted{})}); !errors.Is(err, journal.ErrNoSpace) {
+		t.Fatalf("Create on a full disk: %v", err)
+	}
+	if recs, err := s.Records(ctx, "ns", 1); err != nil || len(recs) != 1 {
+		t.Fatalf("Records on a full disk: %d, %v", len(recs), err)
+	}
+	if _, err := s.List(ctx, journal.Filter{}); err != nil {
+		t.Fatalf("List on a full disk: %v", err)
+	}
+	h.Full(t, s, false)
+	if err := s.Append(ctx, "ns", []journal.Record{rec(t, 2, journal.TypeLog, journal.Log{})}, nil, true); err != nil {
+		t.Fatalf("Append once space returned: %v", err)
 	}
 }
