@@ -8,3 +8,12 @@ import "github.com/dgraph-io/badger/v4"
 func SetBadgerOptionsForTest(adjust func(badger.Options) badger.Options) {
 	testBadgerOptions = adjust
 }
+
+// SetWALSizeForTest sets the write-ahead log's preallocated size (which
+// decides how often the store checkpoints) and returns the previous one.
+// Tests only; not safe to call while a store is open.
+func SetWALSizeForTest(n int64) int64 {
+	old := walSize
+	walSize = n
+	return old
+}

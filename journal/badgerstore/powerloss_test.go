@@ -66,8 +66,8 @@ func TestMain(m *testing.M) {
 
 // smallBadger makes Badger rotate memtables every few dozen KiB, move
 // values over 4 KiB to the value log, and start a new value log file every
-// MiB, so that a few MiB of writes go through many rotations, flushes and
-// checkpoints of the store's write-ahead log (1 MiB).
+// MiB, so that a few MiB of writes go through many rotations and flushes
+// between checkpoints of the store's write-ahead log (plWALSize).
 func smallBadger(o badger.Options) badger.Options {
 	return o.WithMemTableSize(64 << 10).
 		WithValueThreshold(4 << 10).
@@ -82,11 +82,15 @@ type childConfig struct {
 	Seed    uint64 `json:"seed"`
 	Runs    int    `json:"runs"`
 	Writers int    `json:"writers"`
+	WALSize int64  `json:"wal_size"`
 }
 
 const (
 	plRuns    = 80
 	plWriters = 4
+	// The write-ahead log checkpoints when it fills: 1 MiB makes a few
+	// MiB of writes go through several checkpoints.
+	plWALSize = 1 << 20
 )
 
 func TestPowerLoss(t *testing.T) {
@@ -120,6 +124,7 @@ type cutPlan struct {
 	afterRotated    bool // or right after the first checkpoint taken while a rotated memtable is not flushed yet
 	afterSync       int  // or right after the n-th fsync/fdatasync/msync of any file
 	torn            bool
+	walSize         int64 // the write-ahead log's size; 0: the store's default
 }
 
 func (c cutPlan) String() string {
@@ -133,21 +138,28 @@ func (c cutPlan) String() string {
 	if c.torn {
 		s += ", torn unsynced tails"
 	}
+	if c.walSize == 0 {
+		s += ", production-size write-ahead log"
+	}
 	return s
 }
 
 func powerLoss(t *testing.T, seed uint64) {
 	rng := rand.New(rand.NewPCG(seed, 0x5eed))
 	var plan cutPlan
-	switch rng.IntN(4) {
-	case 0:
+	switch p := rng.IntN(10); {
+	case p < 2:
 		plan.afterCheckpoint = 2 + rng.IntN(3)
-	case 1, 2:
+	case p < 6:
 		plan.afterRotated = true
-	case 3:
-		plan.afterSync = 1 + rng.IntN(1200)
+	default:
+		plan.afterSync = 20 + rng.IntN(1000)
 	}
 	plan.torn = rng.IntN(2) == 0
+	plan.walSize = plWALSize
+	if rng.IntN(4) == 0 {
+		plan.walSize = 0 // the production size: long stretches between checkpoints
+	}
 	t.Logf("seed %d: cut %v", seed, plan)
 
 	base := t.TempDir()
@@ -190,7 +202,7 @@ func powerLoss(t *testing.T, seed uint64) {
 		return false
 	})
 
-	cfg := childConfig{Dir: filepath.Join(mnt, "store"), Seed: seed, Runs: plRuns, Writers: plWriters}
+	cfg := childConfig{Dir: filepath.Join(mnt, "store"), Seed: seed, Runs: plRuns, Writers: plWriters, WALSize: plan.walSize}
 	cb, _ := json.Marshal(cfg)
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), powerLossChildEnv+"="+string(cb))
@@ -264,7 +276,7 @@ func powerLoss(t *testing.T, seed uint64) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	checkImage(t, filepath.Join(image, "store"), seed, acks)
+	checkImage(t, filepath.Join(image, "store"), seed, plan.walSize, acks)
 }
 
 // Reports from the writer: "s RUN OP" before op OP of run RUN is
@@ -442,6 +454,9 @@ func planRun(seed uint64, n int) []planOp {
 // powerLossChild is the writer process.
 func powerLossChild(cfg childConfig) error {
 	badgerstore.SetBadgerOptionsForTest(smallBadger)
+	if cfg.WALSize > 0 {
+		badgerstore.SetWALSizeForTest(cfg.WALSize)
+	}
 	s, err := badgerstore.Open(cfg.Dir, badgerstore.Options{SyncInterval: -1})
 	if err != nil {
 		return err
@@ -494,10 +509,13 @@ func powerLossChild(cfg childConfig) error {
 
 // checkImage opens the durable image with the real store and checks it
 // against the plan and the acknowledgements.
-func checkImage(t *testing.T, dir string, seed uint64, acks map[int]*runReport) {
+func checkImage(t *testing.T, dir string, seed uint64, walSize int64, acks map[int]*runReport) {
 	t.Helper()
 	badgerstore.SetBadgerOptionsForTest(smallBadger)
 	defer badgerstore.SetBadgerOptionsForTest(nil)
+	if walSize > 0 {
+		defer badgerstore.SetWALSizeForTest(badgerstore.SetWALSizeForTest(walSize))
+	}
 	s, err := badgerstore.Open(dir, badgerstore.Options{SyncInterval: -1})
 	if err != nil {
 		t.Fatalf("the store does not open after power loss: %v", err)
