@@ -188,6 +188,10 @@ type badgerError struct {
 func (e *badgerError) Error() string { return e.what + ": " + sanitize(e.err) }
 func (e *badgerError) Unwrap() error { return e.err }
 
+// testBadgerOptions, set only by tests (powerloss_export_test.go), adjusts
+// Badger's options, e.g. to rotate memtables after a few KiB.
+var testBadgerOptions func(badger.Options) badger.Options
+
 // Open opens (creating if needed) the store in dir.
 func Open(dir string, opts Options) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -305,6 +309,9 @@ func openBadger(dir string, log zerolog.Logger) (db *badger.DB, err error) {
 		// reporting it; see verifyTable.)
 		WithChecksumVerificationMode(checksumMode).
 		WithVerifyValueChecksum(true)
+	if testBadgerOptions != nil {
+		bo = testBadgerOptions(bo)
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			db, err = nil, &journal.CorruptError{Store: dir, Reason: "opening its Badger database panicked (" + firstLine(fmt.Sprint(r)) + "); nothing was changed: restore the store from a backup"}
