@@ -219,6 +219,13 @@ func (rt *Runtime) execute(ctx context.Context, id string, resumed bool) (*Outco
 		l.abandon()
 		return nil, err
 	}
+	if n := len(recs); n > 1 && recs[n-1].Type == journal.TypeRunFinished {
+		meta, err := l.repairFinished(recs[n-1])
+		if err != nil {
+			return nil, err
+		}
+		return outcomeOf(meta), nil
+	}
 	if r.cur, err = newCursor(id, recs, l, rt.now); err != nil {
 		l.abandon()
 		return nil, err

@@ -205,6 +205,32 @@ func (l *lifecycle) started(cur *cursor, resumed bool) (quarantined bool, err er
 	return false, nil
 }
 
+// repairFinished makes the metadata of a run whose journal ends with
+// run.finished say so: the journal is the truth (after a power loss the
+// store may hold an older version of the metadata), and a finished run is
+// never executed again.
+func (l *lifecycle) repairFinished(fin journal.Record) (*journal.Run, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var f journal.RunFinished
+	if err := fin.Decode(&f); err != nil {
+		l.endLocked()
+		return nil, &journal.CorruptError{RunID: l.id, Seq: fin.Seq, Reason: err.Error()}
+	}
+	at := fin.Time.UTC()
+	m := l.meta
+	m.Status, m.Result, m.Error, m.Waiting, m.FinishedAt = f.Status, f.Result, f.Error, nil, &at
+	m.Executing, m.Crashes = nil, 0
+	err := l.writeLocked(context.Background(), nil, true)
+	out := cloneRun(m)
+	l.endLocked()
+	if err != nil {
+		return nil, &storeFailure{err}
+	}
+	l.rt.log.Warn().Str("run", l.id).Str("status", string(f.Status)).Msg("the run's metadata did not say it had finished, as its journal does: repaired")
+	return out, nil
+}
+
 // progressed notes that the execution completed a new call: the run is
 // not crash-looping. It reports whether the metadata needs writing.
 func (l *lifecycle) progressed() bool {

@@ -186,3 +186,37 @@ func TestCancelRacingCompletion(t *testing.T) {
 		t.Fatal("Cancel reported success on a run that completed")
 	}
 }
+
+// The journal is the truth: a run whose metadata lags behind a journal
+// that ends with run.finished (after a power loss the store may hold an
+// older version of the metadata) is repaired, not executed again.
+func TestStaleMetadataOfAFinishedRunIsRepaired(t *testing.T) {
+	e := newEnv(t)
+	runtest.MustResult(t, e.Start("f", "def main(input):\n    return bump(1)['n']\n", `null`), `1`)
+	meta, err := e.Store.Run(bg, "f")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale := *meta
+	stale.Status, stale.Result, stale.FinishedAt = journal.StatusRunning, nil, nil
+	if err := e.Store.Append(bg, "f", nil, &stale, true); err != nil {
+		t.Fatal(err)
+	}
+	rt, err := sfrt.New(e.Store, e.Opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := rt.Resume(bg, "f")
+	if err != nil || out.Status != journal.StatusCompleted || string(out.Result) != "1" {
+		t.Fatalf("%+v %v", out, err)
+	}
+	finished := 0
+	for _, r := range e.Records("f") {
+		if r.Type == journal.TypeRunFinished {
+			finished++
+		}
+	}
+	if m, _ := e.Store.Run(bg, "f"); finished != 1 || m.Status != journal.StatusCompleted || e.Count.Total() != 1 {
+		t.Fatalf("%d run.finished, metadata %s, bump ran %d times", finished, m.Status, e.Count.Total())
+	}
+}

@@ -110,14 +110,15 @@ func TestResultMustBeUTF8(t *testing.T) {
 	}
 }
 
-// A store error that carries a dump of the value it refused (Badger's
-// "Value with size ... exceeded ... limit. Value:\n00000000  7b 22 ...")
-// is printed without the dump: the CLI never shows journal data in an
-// error.
+// A result too large for the journal fails the run with an error that
+// says how large it was and shows none of it (the store once refused it
+// with Badger's "Value with size ... exceeded ... limit. Value:\n00000000
+// 7b 22 ...", which the CLI printed): the CLI never shows journal data in
+// an error.
 func TestStoreErrorsShowNoData(t *testing.T) {
 	dir := t.TempDir()
 	script := filepath.Join(dir, "big.star")
-	os.WriteFile(script, []byte("def main(input):\n    return 'private-' + 'x' * (17 << 20)\n"), 0o644)
+	os.WriteFile(script, []byte("def main(input):\n    return 'private-' + 'x' * (65 << 20)\n"), 0o644)
 	code, stdout, stderr := runWith(t, dir, nil, nil, "run", script, "--log-level", "error")
 	if code == ExitOK || stdout != "" {
 		t.Fatalf("exit %d, stdout %.100q", code, stdout)

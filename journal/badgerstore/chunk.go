@@ -9,19 +9,24 @@ import (
 	"github.com/dgraph-io/badger/v4"
 )
 
-// Large values. Badger refuses values over its value log file size (16 MiB
-// here) with a message that dumps the value, and large values make large
-// transactions. So a value (record envelope, inbox message, blob, or run
-// metadata) larger than chunkThreshold is stored in chunks of chunkSize
-// bytes under their own keys, and the value's own key holds a small chunk
-// reference instead, marked with Badger user-meta bit userMetaChunked:
+// Large values. Badger keeps a value of ValueThreshold bytes or more in
+// its value log, and a memtable flushed to a table (which Badger syncs)
+// may then point into value log bytes that were never synced: after a
+// power loss the table survives and the value does not. So the store keeps
+// every value it writes under ValueThreshold, inline in the LSM tree,
+// where a flushed table holds the value itself: a value (record envelope,
+// inbox message, blob, or run metadata) larger than the store's chunk size
+// (Store.chunkSize: 512 KiB, or less when ValueThreshold is smaller) is
+// stored in chunks of that size under their own keys, and the value's own
+// key holds a small chunk reference instead, marked with Badger user-meta
+// bit userMetaChunked:
 //
-//	c/<value key><LSN:8><index:4>   chunk (bytes index*chunkSize onwards)
+//	c/<value key><LSN:8><index:4>   chunk (bytes index*size onwards)
 //
 // Chunk reference (all integers big-endian):
 //
 //	0      version (1)
-//	1-3    zero
+//	1-3    chunk size, in KiB
 //	4-7    number of chunks
 //	8-15   value length
 //	16-23  LSN of the batch that wrote the value (part of the chunk keys)
@@ -39,12 +44,11 @@ import (
 // chunks an older reference points to; the older chunks are deleted in the
 // same commit as the new reference.
 const (
-	chunkThreshold       = 1 << 20
-	chunkSize            = 1 << 20
-	userMetaChunked byte = 1
-	chunkRefSize         = 48
-	chunkRefVersion      = 1
-	chunkHeadSize        = 14
+	defaultChunkSize      = 512 << 10
+	userMetaChunked  byte = 1
+	chunkRefSize          = 48
+	chunkRefVersion       = 1
+	chunkHeadSize         = 14
 )
 
 func chunkKey(main []byte, lsn uint64, i uint32) []byte {
@@ -55,11 +59,21 @@ func chunkKey(main []byte, lsn uint64, i uint32) []byte {
 	return binary.BigEndian.AppendUint32(k, i)
 }
 
-// splitValue returns the chunk reference for v and its chunks.
-func splitValue(main, v []byte, lsn uint64) (ref []byte, chunks []kv) {
+// chunkSizeFor is the chunk size for a Badger value threshold: a chunk,
+// like any value the store writes, stays below it (a multiple of 1 KiB).
+func chunkSizeFor(valueThreshold int64) int {
+	c := min(defaultChunkSize, (valueThreshold-1)&^1023)
+	return int(max(c, 1024))
+}
+
+// splitValue returns the chunk reference for v and its chunks of
+// chunkSize bytes (a multiple of 1 KiB).
+func splitValue(main, v []byte, lsn uint64, chunkSize int) (ref []byte, chunks []kv) {
 	n := uint32((len(v) + chunkSize - 1) / chunkSize)
 	ref = make([]byte, chunkRefSize)
 	ref[0] = chunkRefVersion
+	kib := chunkSize >> 10
+	ref[1], ref[2], ref[3] = byte(kib>>16), byte(kib>>8), byte(kib)
 	binary.BigEndian.PutUint32(ref[4:8], n)
 	binary.BigEndian.PutUint64(ref[8:16], uint64(len(v)))
 	binary.BigEndian.PutUint64(ref[16:24], lsn)
@@ -75,6 +89,7 @@ func splitValue(main, v []byte, lsn uint64) (ref []byte, chunks []kv) {
 
 type chunkRef struct {
 	n    uint32
+	each uint64 // chunk size
 	size uint64
 	lsn  uint64
 	crc  uint32
@@ -94,13 +109,14 @@ func parseRef(ref []byte) (chunkRef, error) {
 		return chunkRef{}, fmt.Errorf("unknown chunk reference version %d", ref[0])
 	}
 	r := chunkRef{
+		each: (uint64(ref[1])<<16 | uint64(ref[2])<<8 | uint64(ref[3])) << 10,
 		n:    binary.BigEndian.Uint32(ref[4:8]),
 		size: binary.BigEndian.Uint64(ref[8:16]),
 		lsn:  binary.BigEndian.Uint64(ref[16:24]),
 		crc:  binary.BigEndian.Uint32(ref[24:28]),
 		head: ref[28 : 28+chunkHeadSize],
 	}
-	if r.size > maxValueBytes || uint64(r.n) != (r.size+chunkSize-1)/chunkSize {
+	if r.each == 0 || r.size > maxValueBytes || uint64(r.n) != (r.size+r.each-1)/r.each {
 		return chunkRef{}, fmt.Errorf("chunk reference says %d bytes in %d chunks", r.size, r.n)
 	}
 	if r.size < chunkHeadSize {

@@ -67,7 +67,7 @@ func fuzzFixtures(f *testing.F) *fixtures {
 	if err != nil {
 		f.Fatal(err)
 	}
-	fx.ids, fx.blobs = fixture(f, s, chunkThreshold+4096)
+	fx.ids, fx.blobs = fixture(f, s, defaultChunkSize+4096)
 	fx.dirs[1] = copyDir(f, clean)
 	if err := s.Close(); err != nil {
 		f.Fatal(err)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -95,6 +96,7 @@ func TestChunkedValuesAreVerified(t *testing.T) {
 	}
 	key := journalKey("ch", 2)
 	var lsn uint64
+	var nChunks uint32
 	err := s.db.View(func(txn *badger.Txn) error {
 		item, err := txn.Get(key)
 		if err != nil {
@@ -105,7 +107,7 @@ func TestChunkedValuesAreVerified(t *testing.T) {
 		}
 		ref, _ := item.ValueCopy(nil)
 		r, err := parseRef(ref)
-		lsn = r.lsn
+		lsn, nChunks = r.lsn, r.n
 		return err
 	})
 	if err != nil {
@@ -122,7 +124,7 @@ func TestChunkedValuesAreVerified(t *testing.T) {
 	if err := s.db.Update(func(txn *badger.Txn) error { return txn.Delete(chunkKey(key, lsn, 2)) }); err != nil {
 		t.Fatal(err)
 	}
-	if _, err = s.Records(bg, "ch", 2); !errors.As(err, &ce) || !strings.Contains(err.Error(), "chunk 3 of 4 is missing") {
+	if _, err = s.Records(bg, "ch", 2); !errors.As(err, &ce) || !strings.Contains(err.Error(), fmt.Sprintf("chunk 3 of %d is missing", nChunks)) {
 		t.Fatalf("Records with a missing chunk: %v", err)
 	}
 }
@@ -165,8 +167,11 @@ func TestLargeMessagesBlobsAndMetadata(t *testing.T) {
 	if b, err := s.Blob(bg, h); err != nil || !bytes.Equal(b, blob) {
 		t.Fatalf("Blob: %d bytes, %v", len(b), err)
 	}
-	// Chunks in the store: the message's 3, the blob's 3, the second
-	// metadata's 4; the first metadata's 3 are gone.
+	// Chunks in the store: the message's, the blob's and the second
+	// metadata's; the first metadata's are gone.
+	chunks := func(n int) int { return (n + s.chunkSize - 1) / s.chunkSize }
+	msgs0, _ := s.Inbox(bg, "lm", 1)
+	want := chunks(len(journal.Encode(journal.Record{Data: mustJSON(t, msgs0[0])}))) + chunks(len(blob)) + chunks(len(metaValue(0, mustEncodeRun(t, got))))
 	n := 0
 	s.db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte("c/")})
@@ -176,7 +181,25 @@ func TestLargeMessagesBlobsAndMetadata(t *testing.T) {
 		}
 		return nil
 	})
-	if n != 10 {
-		t.Fatalf("%d chunks in the store, want 10", n)
+	if n != want {
+		t.Fatalf("%d chunks in the store, want %d", n, want)
 	}
+}
+
+func mustJSON(t *testing.T, v any) []byte {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func mustEncodeRun(t *testing.T, r *journal.Run) []byte {
+	t.Helper()
+	b, err := journal.EncodeRun(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

@@ -97,6 +97,9 @@ func TestPowerLoss(t *testing.T) {
 	if testing.Short() {
 		t.Skip("power-loss test skipped in -short mode")
 	}
+	if raceEnabled {
+		t.Skip("a crash matrix: .ci/run runs it without -race in its own step")
+	}
 	var seeds []uint64
 	if *powerLossSeed != 0 {
 		seeds = []uint64{*powerLossSeed}

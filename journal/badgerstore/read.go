@@ -109,7 +109,7 @@ func (s *Store) readRun(txn *badger.Txn, id string, item *badger.Item) (*journal
 	var run *journal.Run
 	reason, err := itemValue(txn, item, func(v []byte) error {
 		var err error
-		run, err = journal.DecodeRun(id, v)
+		run, err = journal.DecodeRun(id, metaEnvelope(v))
 		return err
 	})
 	if reason != "" {

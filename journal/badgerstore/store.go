@@ -121,18 +121,19 @@ type Options struct {
 
 // Store is a journal.Store on Badger. Create it with Open.
 type Store struct {
-	wal     *wal
-	db      *badger.DB
-	dir     string
-	log     zerolog.Logger
-	fsync   func(f *os.File, dataOnly bool) error
-	space   *spaceGuard
-	writes  chan *writeReq
-	tick    chan struct{} // the background syncer's ticks
-	done    chan struct{}
-	closeMu sync.RWMutex
-	closed  bool
-	wg      sync.WaitGroup
+	wal       *wal
+	db        *badger.DB
+	dir       string
+	chunkSize int // values larger than this are stored in chunks (chunk.go)
+	log       zerolog.Logger
+	fsync     func(f *os.File, dataOnly bool) error
+	space     *spaceGuard
+	writes    chan *writeReq
+	tick      chan struct{} // the background syncer's ticks
+	done      chan struct{}
+	closeMu   sync.RWMutex
+	closed    bool
+	wg        sync.WaitGroup
 
 	// Owned by the committer (and by Open and Close, around it).
 	lsn     uint64            // LSN of the last batch written
@@ -227,15 +228,16 @@ func Open(dir string, opts Options) (*Store, error) {
 		return nil, err
 	}
 	s := &Store{
-		db:      db,
-		dir:     dir,
-		log:     opts.Logger,
-		fsync:   fsync,
-		writes:  make(chan *writeReq, 1024),
-		tick:    make(chan struct{}, 1),
-		done:    make(chan struct{}),
-		lastSeq: make(map[string]uint64),
-		lastMsg: make(map[string]uint64),
+		db:        db,
+		dir:       dir,
+		chunkSize: chunkSizeFor(db.Opts().ValueThreshold),
+		log:       opts.Logger,
+		fsync:     fsync,
+		writes:    make(chan *writeReq, 1024),
+		tick:      make(chan struct{}, 1),
+		done:      make(chan struct{}),
+		lastSeq:   make(map[string]uint64),
+		lastMsg:   make(map[string]uint64),
 	}
 	if opts.MinFreeBytes >= 0 {
 		s.space = &spaceGuard{dir: dir, min: uint64(opts.MinFreeBytes), free: opts.freeSpace, ttl: opts.spaceTTL}
@@ -298,7 +300,7 @@ func openBadger(dir string, log zerolog.Logger) (db *badger.DB, err error) {
 		WithNumLevelZeroTablesStall(8).
 		WithBlockCacheSize(8 << 20).
 		WithIndexCacheSize(4 << 20).
-		WithValueThreshold(64 << 10).
+		WithValueThreshold(1 << 20). // nothing the store writes reaches it (chunk.go)
 		WithValueLogFileSize(16 << 20).
 		WithNumCompactors(2).
 		WithNumGoroutines(2).
@@ -347,12 +349,22 @@ func (s *Store) recoverLog() error {
 			"its Badger files end at batch %d, but batches up to %d were synced to them at the last checkpoint: acknowledged writes were lost (a damaged or truncated .mem, .vlog, table or MANIFEST file); restore the store from a backup", stored, ws.base)}
 	}
 	s.lsn = max(stored, ws.base)
+	// Every batch since the checkpoint is applied again, in order, even
+	// those Badger's newest LSN says it has: after a power loss Badger may
+	// hold a later batch (a page of a newer memtable's log the system
+	// happened to write) without an earlier one (in an older memtable whose
+	// pages it did not). The log has them all; applying a batch again
+	// changes nothing but keys a later batch wrote, which the later batch,
+	// applied after it, writes again.
+	// Metadata, the one value the store replaces, carries the LSN that
+	// wrote it, and is not put back over a newer version (metaversion.go).
 	applied := 0
 	for _, b := range batches {
-		if !ws.legacy && b.lsn <= stored {
-			continue
+		sets, err := s.withoutNewerMeta(b.sets, b.lsn)
+		if err != nil {
+			return &badgerError{"recover from the write-ahead log", err}
 		}
-		if err := s.commit(b.sets); err != nil {
+		if err := s.commit(sets); err != nil {
 			return &badgerError{"recover from the write-ahead log", err}
 		}
 		applied++
@@ -757,14 +769,15 @@ func (s *Store) syncer(interval time.Duration) {
 
 // batchWriter assembles a batch's Badger writes.
 type batchWriter struct {
-	lsn    uint64
-	sets   []kv // go through the log
-	chunks []kv // committed and synced first (chunk.go)
+	lsn       uint64
+	chunkSize int
+	sets      []kv // go through the log
+	chunks    []kv // committed and synced first (chunk.go)
 }
 
 func (b *batchWriter) put(k, v []byte) {
-	if len(v) > chunkThreshold {
-		ref, chunks := splitValue(k, v, b.lsn)
+	if len(v) > b.chunkSize {
+		ref, chunks := splitValue(k, v, b.lsn, b.chunkSize)
 		b.chunks = append(b.chunks, chunks...)
 		b.sets = append(b.sets, kv{k: k, v: ref, chunked: true})
 		return
@@ -802,7 +815,7 @@ func (s *Store) apply(batch []*writeReq) {
 		finish(nil)
 		return
 	}
-	b := &batchWriter{lsn: s.lsn + 1}
+	b := &batchWriter{lsn: s.lsn + 1, chunkSize: s.chunkSize}
 	pendingSeq, pendingMsg, final, err := s.validate(batch, b)
 	if err != nil {
 		for _, r := range batch {
@@ -1003,7 +1016,7 @@ func (s *Store) validate(batch []*writeReq, b *batchWriter) (pendingSeq, pending
 				}
 			}
 		}
-		b.put(key, metas[id])
+		b.put(key, metaValue(b.lsn, metas[id]))
 	}
 	return pendingSeq, pendingMsg, final, nil
 }

@@ -1,0 +1,5 @@
+//go:build !race
+
+package badgerstore_test
+
+const raceEnabled = false
