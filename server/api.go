@@ -46,6 +46,21 @@ type RunResponse struct {
 	Notes    []string       `json:"notes,omitempty"`
 }
 
+// ListResponse is the answer to GET /v1/runs.
+type ListResponse struct {
+	Runs []*journal.Run `json:"runs"`
+	// Corrupt names the runs the store could not read; the others are in
+	// Runs.
+	Corrupt []CorruptRun `json:"corrupt,omitempty"`
+}
+
+// CorruptRun is a run whose metadata or journal start is damaged.
+type CorruptRun struct {
+	ID     string `json:"id"`
+	Seq    uint64 `json:"seq,omitempty"`
+	Reason string `json:"reason"`
+}
+
 // MessageRequest is the body of answer and signal requests.
 type MessageRequest struct {
 	Value json.RawMessage `json:"value"`
@@ -404,13 +419,22 @@ func (s *Server) listRuns(w http.ResponseWriter, r *http.Request) (any, int, err
 		f.Limit = n
 	}
 	runs, err := s.store.List(r.Context(), f)
-	if err != nil {
+	var bad *journal.CorruptRunsError
+	if err != nil && !errors.As(err, &bad) {
 		return nil, 0, err
 	}
 	if runs == nil {
 		runs = []*journal.Run{}
 	}
-	return map[string]any{"runs": runs}, http.StatusOK, nil
+	resp := ListResponse{Runs: runs}
+	if bad != nil {
+		// One damaged run does not hide the others: they are listed, and
+		// the damaged ones named.
+		for _, c := range bad.Runs {
+			resp.Corrupt = append(resp.Corrupt, CorruptRun{ID: c.RunID, Seq: c.Seq, Reason: c.Reason})
+		}
+	}
+	return resp, http.StatusOK, nil
 }
 
 func (s *Server) history(w http.ResponseWriter, r *http.Request) (any, int, error) {

@@ -95,7 +95,8 @@ func (c *Client) WaitWhile(ctx context.Context, id string, while journal.Status,
 	return &out, c.do(ctx, http.MethodGet, "/v1/runs/"+url.PathEscape(id)+"/wait?"+q.Encode(), nil, &out)
 }
 
-// List lists runs.
+// List lists runs. When some runs are damaged, it returns the others with
+// a *journal.CorruptRunsError naming them.
 func (c *Client) List(ctx context.Context, statuses []journal.Status, limit int) ([]*journal.Run, error) {
 	q := url.Values{}
 	if len(statuses) > 0 {
@@ -108,10 +109,18 @@ func (c *Client) List(ctx context.Context, statuses []journal.Status, limit int)
 	if limit > 0 {
 		q.Set("limit", fmt.Sprint(limit))
 	}
-	var out struct {
-		Runs []*journal.Run `json:"runs"`
+	var out ListResponse
+	if err := c.do(ctx, http.MethodGet, "/v1/runs?"+q.Encode(), nil, &out); err != nil {
+		return nil, err
 	}
-	return out.Runs, c.do(ctx, http.MethodGet, "/v1/runs?"+q.Encode(), nil, &out)
+	if len(out.Corrupt) > 0 {
+		bad := &journal.CorruptRunsError{}
+		for _, cr := range out.Corrupt {
+			bad.Runs = append(bad.Runs, &journal.CorruptError{RunID: cr.ID, Seq: cr.Seq, Reason: cr.Reason})
+		}
+		return out.Runs, bad
+	}
+	return out.Runs, nil
 }
 
 // History returns a run's journal as events.

@@ -125,3 +125,47 @@ func TestWaitPollsLeaveNoWatchers(t *testing.T) {
 		t.Fatalf("%d watchers left after the polls returned", h.Watchers)
 	}
 }
+
+// damagedList is a store in which one run is damaged: List returns the
+// others with an error naming it.
+type damagedList struct {
+	journal.Store
+	bad string
+}
+
+func (d *damagedList) List(ctx context.Context, f journal.Filter) ([]*journal.Run, error) {
+	runs, err := d.Store.List(ctx, f)
+	if err != nil {
+		return runs, err
+	}
+	var out []*journal.Run
+	for _, r := range runs {
+		if r.ID != d.bad {
+			out = append(out, r)
+		}
+	}
+	return out, &journal.CorruptRunsError{Runs: []*journal.CorruptError{{RunID: d.bad, Reason: "metadata: checksum mismatch"}}}
+}
+
+// A damaged run does not keep the server from starting and recovering the
+// others, and the API lists the others and names it.
+func TestRecoveryLeavesADamagedRunAlone(t *testing.T) {
+	e := runtest.New(t, func(o *runtime.Options) { o.Clock = time.Now })
+	for _, id := range []string{"good", "bad"} {
+		if _, err := e.RT.Create(bg, runtime.StartRequest{ID: id, Script: "wf.star", Sources: map[string][]byte{"wf.star": []byte("def main(input):\n    return 1\n")}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rt, err := runtime.New(&damagedList{Store: e.Store, bad: "bad"}, e.Opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.RT = rt
+	f := serveOn(t, e, server.Options{})
+	f.waitStatus("good", journal.StatusCompleted)
+	runs, err := f.client.List(bg, nil, 0)
+	var bad *journal.CorruptRunsError
+	if !errors.As(err, &bad) || len(bad.Runs) != 1 || bad.Runs[0].RunID != "bad" || len(runs) != 1 || runs[0].ID != "good" {
+		t.Fatalf("list: %v, %v", runs, err)
+	}
+}

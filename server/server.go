@@ -236,16 +236,31 @@ func (s *Server) Serve(ctx context.Context) error {
 	return err
 }
 
+// listRecoverable lists runs with a status for recovery: damaged runs are
+// logged and left alone, so that one of them cannot keep the server from
+// starting.
+func (s *Server) listRecoverable(ctx context.Context, st journal.Status) ([]*journal.Run, error) {
+	runs, err := s.store.List(ctx, journal.Filter{Status: []journal.Status{st}})
+	var bad *journal.CorruptRunsError
+	if errors.As(err, &bad) {
+		for _, c := range bad.Runs {
+			s.log.Error().Str("run", c.RunID).Err(c).Msg("recovery: the run is damaged and left alone; restore the store from a backup, or cancel the run")
+		}
+		return runs, nil
+	}
+	return runs, err
+}
+
 // recover queues interrupted runs and arms timers for waiting ones.
 func (s *Server) recover(ctx context.Context) error {
-	running, err := s.store.List(ctx, journal.Filter{Status: []journal.Status{journal.StatusRunning}})
+	running, err := s.listRecoverable(ctx, journal.StatusRunning)
 	if err != nil {
 		return err
 	}
 	for i := len(running) - 1; i >= 0; i-- { // oldest first
 		s.enqueue(running[i].ID)
 	}
-	waiting, err := s.store.List(ctx, journal.Filter{Status: []journal.Status{journal.StatusWaiting}})
+	waiting, err := s.listRecoverable(ctx, journal.StatusWaiting)
 	if err != nil {
 		return err
 	}
@@ -267,7 +282,7 @@ func (s *Server) recover(ctx context.Context) error {
 			s.timers.add(r.ID, *r.Waiting.Until)
 		}
 	}
-	quarantined, err := s.store.List(ctx, journal.Filter{Status: []journal.Status{journal.StatusQuarantined}})
+	quarantined, err := s.listRecoverable(ctx, journal.StatusQuarantined)
 	if err != nil {
 		return err
 	}

@@ -67,3 +67,37 @@ func TestCorruptRecordIsReported(t *testing.T) {
 		t.Fatalf("show exit %d: %s", code, stderr)
 	}
 }
+
+// One damaged run does not hide the others: list shows them, names the
+// damaged one on stderr, and exits 6.
+func TestListShowsTheRunsItCanRead(t *testing.T) {
+	dir := t.TempDir()
+	script := filepath.Join(dir, "wf.star")
+	os.WriteFile(script, []byte("def main(input):\n    return now() != None\n"), 0o644)
+	for _, id := range []string{"a1", "a2", "a3"} {
+		if code, _, stderr := runCLI(t, dir, "run", script, "--id", id); code != ExitOK {
+			t.Fatalf("run %s exit %d: %s", id, code, stderr)
+		}
+	}
+	db, err := badger.Open(badger.DefaultOptions(filepath.Join(dir, ".starflow")).WithLogger(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(txn *badger.Txn) error {
+		item, err := txn.Get([]byte("m/a2"))
+		if err != nil {
+			return err
+		}
+		v, _ := item.ValueCopy(nil)
+		v[len(v)-3] ^= 0x20 // inside the metadata's JSON: the checksum no longer matches
+		return txn.Set([]byte("m/a2"), v)
+	})
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, stderr := runCLI(t, dir, "list")
+	if code != ExitStore || !strings.Contains(stdout, "a1") || !strings.Contains(stdout, "a3") || strings.Contains(stdout, "a2") || !strings.Contains(stderr, "a2") {
+		t.Fatalf("list exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
+	}
+}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -47,10 +48,13 @@ func (m *Main) cmdList(ctx context.Context, args []string) int {
 	}
 	filter.Limit = limit
 	var runs []*journal.Run
+	// Damaged runs do not hide the others: they are listed, the damaged
+	// ones named on stderr, and the exit code says the store needs care.
+	var bad *journal.CorruptRunsError
 	e, cl, code := m.session(&c, "list", runtime.Options{})
 	if cl != nil {
 		var err error
-		if runs, err = cl.List(ctx, filter.Status, filter.Limit); err != nil {
+		if runs, err = cl.List(ctx, filter.Status, filter.Limit); err != nil && !errors.As(err, &bad) {
 			return m.remoteExit(err)
 		}
 	} else if e == nil {
@@ -58,7 +62,7 @@ func (m *Main) cmdList(ctx context.Context, args []string) int {
 	} else {
 		defer e.Close()
 		var err error
-		if runs, err = e.store.List(ctx, filter); err != nil {
+		if runs, err = e.store.List(ctx, filter); err != nil && !errors.As(err, &bad) {
 			return m.exitForError(err)
 		}
 	}
@@ -68,6 +72,10 @@ func (m *Main) cmdList(ctx context.Context, args []string) int {
 		}
 		b, _ := json.MarshalIndent(runs, "", "  ")
 		fmt.Fprintln(m.Stdout, string(b))
+		if bad != nil {
+			fmt.Fprintln(m.Stderr, "starflow list:", bad)
+			return ExitStore
+		}
 		return ExitOK
 	}
 	tw := tabwriter.NewWriter(m.Stdout, 0, 4, 2, ' ', 0)
@@ -76,5 +84,10 @@ func (m *Main) cmdList(ctx context.Context, args []string) int {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.ID, r.Status, r.Script, r.CreatedAt.Local().Format(time.DateTime), r.UpdatedAt.Local().Format(time.DateTime))
 	}
 	tw.Flush()
+	if bad != nil {
+		fmt.Fprintln(m.Stderr, "starflow list:", bad)
+		return ExitStore
+	}
 	return ExitOK
 }
+
