@@ -2,8 +2,8 @@ package main
 
 import (
 	"context"
-	"errors"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"text/tabwriter"
@@ -90,4 +90,3 @@ func (m *Main) cmdList(ctx context.Context, args []string) int {
 	}
 	return ExitOK
 }
-
