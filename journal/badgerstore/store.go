@@ -112,6 +112,15 @@ type Options struct {
 	// DefaultMinFreeBytes (256 MiB); negative turns the reserve off.
 	MinFreeBytes int64
 
+	// FaultPoint, if set, is called by the committer at the points inside
+	// a write where a crash is most telling: FaultLogged, after a batch is
+	// in the write-ahead log and before Badger has it; FaultSynced, after
+	// a checkpoint synced Badger's files and before the log starts a new
+	// generation. Fault-injection tests use it to stop the process there
+	// (a simulation copies the store's files as that moment leaves them).
+	// It runs on the committer: while it blocks, no write completes.
+	FaultPoint func(FaultPoint)
+
 	// For tests: replace fsync/fdatasync, and statfs, and how long a
 	// statfs answer is trusted (negative: not at all).
 	fsync     func(f *os.File, dataOnly bool) error
@@ -119,8 +128,18 @@ type Options struct {
 	spaceTTL  time.Duration
 }
 
+// FaultPoint names a point inside a write (Options.FaultPoint).
+type FaultPoint string
+
+// The fault points.
+const (
+	FaultLogged FaultPoint = "logged" // a batch is in the write-ahead log, not yet in Badger
+	FaultSynced FaultPoint = "synced" // a checkpoint synced Badger; the log still holds the old generation
+)
+
 // Store is a journal.Store on Badger. Create it with Open.
 type Store struct {
+	fault     func(FaultPoint)
 	wal       *wal
 	db        *badger.DB
 	dir       string
@@ -233,6 +252,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		chunkSize: chunkSizeFor(db.Opts().ValueThreshold),
 		log:       opts.Logger,
 		fsync:     fsync,
+		fault:     opts.FaultPoint,
 		writes:    make(chan *writeReq, 1024),
 		tick:      make(chan struct{}, 1),
 		done:      make(chan struct{}),
@@ -1065,6 +1085,9 @@ func (s *Store) write(chunks, sets []kv, lsn uint64, durable bool) error {
 		// Nothing reached Badger; the next batch overwrites this record.
 		return fmt.Errorf("append to %s: %w", walFile, err)
 	}
+	if s.fault != nil {
+		s.fault(FaultLogged)
+	}
 	var cerr error
 	if durable {
 		// The commit on another goroutine, the fdatasync on this one: the
@@ -1147,6 +1170,9 @@ func setEntry(txn *badger.Txn, e kv) error {
 func (s *Store) checkpoint() error {
 	if err := s.syncBadger(); err != nil {
 		return err
+	}
+	if s.fault != nil {
+		s.fault(FaultSynced)
 	}
 	var maxTable uint64
 	for _, t := range s.db.Tables() {
