@@ -233,7 +233,7 @@ type simRun struct {
 	id         string
 	script     string
 	durability journal.Durability
-	signals    []string // values of "go" signals acknowledged, in order
+	signals    []string    // values of "go" signals acknowledged, in order
 	attempts   []simSignal // every "go" signal sent, acknowledged or not (the process died during it), in order
 	answers    []string
 	cancelled  bool // a Cancel returned success
