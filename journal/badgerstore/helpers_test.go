@@ -175,8 +175,8 @@ func dump(s *Store, ids, blobs []string) (string, error) {
 	return b.String(), nil
 }
 
-// fixture writes a few runs into s: small records, a record stored in
-// Badger's value log (over 64 KiB), inbox messages, finished and waiting
+// fixture writes a few runs into s: small records, a large record (big
+// bytes: over the chunk size, it is stored in chunks), inbox messages, finished and waiting
 // metadata, and a blob. It returns the run IDs and blob hashes.
 func fixture(t testing.TB, s *Store, big int) (ids, blobs []string) {
 	t.Helper()

@@ -64,10 +64,11 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// smallBadger makes Badger rotate memtables every few dozen KiB, move
-// values over 4 KiB to the value log, and start a new value log file every
-// MiB, so that a few MiB of writes go through many rotations and flushes
-// between checkpoints of the store's write-ahead log (plWALSize).
+// smallBadger makes Badger rotate memtables every few dozen KiB, lowers
+// its value threshold to 4 KiB (so the store keeps values over 3 KiB in
+// chunks, and nothing in the value log), and starts a new value log file
+// every MiB, so that a few MiB of writes go through many rotations and
+// flushes between checkpoints of the store's write-ahead log (plWALSize).
 func smallBadger(o badger.Options) badger.Options {
 	return o.WithMemTableSize(64 << 10).
 		WithValueThreshold(4 << 10).
@@ -363,7 +364,7 @@ func padding(rng *rand.Rand) string {
 	case p < 95:
 		n = 1500 + rng.IntN(3000)
 	default:
-		n = 5000 + rng.IntN(15000) // over the value threshold: the value log
+		n = 5000 + rng.IntN(15000) // over the chunk size: stored in chunks
 	}
 	const alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 	b := make([]byte, n)

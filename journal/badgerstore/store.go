@@ -16,17 +16,18 @@
 // Badger's own files are synced at checkpoints only: when the log is full,
 // on Close, after Open recovered anything, and for a batch too large for
 // the log; and (without starting a new generation) before the log records
-// a batch with values over 1 MiB, whose chunks never go through the log. A
-// checkpoint (Store.checkpoint documents exactly which files it syncs, in
-// which order) makes every batch so far durable in Badger's files, and
-// then starts a new log generation. Open re-applies the batches of the current
-// generation that are newer than the LSN Badger holds (key s/lsn, written
-// in the same commit as each batch), so re-applying is idempotent and
-// never puts older data over newer.
+// a batch with values over the chunk size, whose chunks never go through
+// the log. A checkpoint (Store.checkpoint documents exactly which files it
+// syncs, in which order) makes every batch so far durable in Badger's
+// files, and then starts a new log generation. Open re-applies every batch
+// of the current generation, in order; run metadata, the one value the
+// store replaces, carries the LSN of the batch that wrote it and is never
+// put back over a newer version (metaversion.go). No value reaches
+// Badger's value log (chunk.go).
 //
 // Key layout (see spec/journal.md):
 //
-//	m/<run-id>                   run metadata (journal.EncodeRun envelope)
+//	m/<run-id>                   run metadata (0xfe, LSN, journal.EncodeRun envelope)
 //	j/<run-id>/<seq:8 bytes>     journal record envelope (journal.Encode)
 //	b/sha256:<hex>               content-addressed blob (script sources)
 //	x/<run-id>/<seq:8 bytes>     inbox message envelope
@@ -349,7 +350,8 @@ func openBadger(dir string, log zerolog.Logger) (db *badger.DB, err error) {
 	return db, nil
 }
 
-// recoverLog opens the log and re-applies the batches Badger lacks.
+// recoverLog opens the log and re-applies the batches of its current
+// generation.
 func (s *Store) recoverLog() error {
 	w, batches, ws, err := openWAL(s.dir, s.fsync)
 	if err != nil {

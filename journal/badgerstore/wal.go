@@ -17,16 +17,19 @@ import (
 // by one fdatasync of this file, issued while Badger applies the batch (so
 // the two overlap). At a checkpoint Badger's files are synced (see
 // Store.checkpoint) and the log starts a new generation. On Open, the
-// batches of the current generation that Badger does not hold yet are
-// applied again, in order.
+// batches of the current generation are applied again, in order.
 //
 // Every batch has a log sequence number (LSN): 1, 2, 3, ... for the life of
 // the store. Badger stores the LSN of the last batch it applied under the
-// key s/lsn, in the same commit as the batch, so Open re-applies exactly
-// the batches newer than what Badger has: re-applying is idempotent, and an
-// older batch never overwrites newer data (a crash can leave Badger ahead
-// of the log: its commit reached the OS while the log's unsynced write was
-// lost with the power).
+// key s/lsn, in the same commit as the batch, and run metadata carries the
+// LSN that wrote it. Open re-applies every batch of the generation, not
+// only those above s/lsn: after a power loss Badger may hold a later batch
+// without an earlier one (pages of different memtable files are written
+// back in any order). Re-applying is idempotent but for keys a later batch
+// also wrote, which it writes again; metadata is never put back over a
+// version with a higher LSN (a crash can leave Badger ahead of the log:
+// its commit reached the OS while the log's unsynced write was lost with
+// the power).
 //
 // The file is preallocated (written with zeros) and overwritten in place,
 // so that a durable append changes no file metadata.
