@@ -43,6 +43,7 @@ func callRecord(t *testing.T, h *harness, id, step string) []byte {
 // A JSON response just under the 10 MiB limit is journaled with its body
 // once (its parsed form refers to the body) and replays as it was live.
 func TestLargeJSONResponseIsJournaledOnce(t *testing.T) {
+	largeData(t)
 	var b strings.Builder
 	b.WriteString(`{"items": [`)
 	n := 0
@@ -94,6 +95,7 @@ def main(input):
 // the call with an error of its own kind, journaled as a small failure:
 // the run goes on, and resuming it sends nothing again.
 func TestResponseTooLargeForTheJournalFailsCleanly(t *testing.T) {
+	largeData(t)
 	// Control characters take 6 bytes each in the journal ("\u0001"): a
 	// 12 MiB body would take 72 MiB there.
 	body := strings.Repeat("\x01", 12<<20)
@@ -135,6 +137,7 @@ def main(input):
 // anything is sent; the call is journaled with the oversized argument
 // summarized.
 func TestRequestTooLargeForTheJournalIsNotSent(t *testing.T) {
+	largeData(t)
 	srv := newServer(t, statuses(200))
 	h := newHarness(t, sfhttp.Options{})
 	res := h.result("req", `

@@ -16,6 +16,9 @@ import (
 // corpus (flips at the start, middle and end of each file, and a
 // truncation to half) runs in every go test; go test -fuzz explores more.
 func FuzzStoreFiles(f *testing.F) {
+	if raceDetector {
+		f.Skip("a damage matrix: .ci/run runs it without -race in its own step")
+	}
 	fx := fuzzFixtures(f)
 	for v, tmpl := range fx.dirs {
 		for i, name := range fx.files[v] {
