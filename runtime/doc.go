@@ -23,6 +23,26 @@
 // goroutine and no interpreter. Runtime.Resume continues a run by replaying
 // it from the start; crash recovery is the same path.
 //
+// Builtins never wait themselves: one that wants another attempt returns
+// Retry with the wait, and the runtime waits on its clock (Options.Clock,
+// Options.Sleep) or suspends the run.
+//
+// # Structure
+//
+// Three parts make an execution, each testable on its own:
+//
+//   - the journal cursor (cursor.go): replay, match-or-diverge, numbering
+//     records, and the one write policy (which record reaches the store
+//     when, and how durably, per durability mode);
+//   - the lifecycle (lifecycle.go): a run's status, current wait, cancel
+//     request and inbox position, and the only writer of its metadata;
+//     starting, waiting, suspending, finishing, Send, Cancel and Retry are
+//     transitions on it under one lock, so a message sent as the run is
+//     about to wait is never lost and a cancel never races a completion;
+//   - the guard (guard.go): the run's step, memory and compute limits.
+//
+// exec.go ties them to the Starlark interpreter at the call boundary.
+//
 // # Guarantees
 //
 // A completed call never runs again. A call in flight when the process
