@@ -614,14 +614,7 @@ func (r *run) waitRetry(c *Call, b *Builtin, pos string, w *journal.CallWaiting)
 	}
 	waiting := &journal.Waiting{Step: c.Step, Builtin: b.Name, Reason: w.Reason, Until: w.Until, Pos: pos, Retry: true}
 	if max := r.rt.opts.MaxInlineWait; max >= 0 && d <= max {
-		r.lc.enterWait(waiting, 0, false)
-		ok := r.pause(d)
-		r.lc.leaveWait()
-		if !ok {
-			r.stopped()
-			return false
-		}
-		return true
+		return r.waitHere(waiting, d, 0, false)
 	}
 	if rec := r.cur.index[c.Step]; rec == nil || rec.waiting == nil || !sameWait(rec.waiting, w) {
 		if err := r.cur.wait(*w); err != nil {
@@ -630,6 +623,22 @@ func (r *run) waitRetry(c *Call, b *Builtin, pos string, w *journal.CallWaiting)
 		}
 	}
 	return r.commitWait(waiting, 0, false)
+}
+
+// waitHere waits d in process, with waiting as what the run waits for. It
+// reports false when the run was stopped meanwhile (r.fatal says why), and
+// true when the wait is over, or, with accepts, at once when a message
+// arrived since the builtin looked at its inbox (at seen).
+func (r *run) waitHere(waiting *journal.Waiting, d time.Duration, seen uint64, accepts bool) bool {
+	if r.lc.enterWait(waiting, seen, accepts) {
+		return true // a message came: look again
+	}
+	ok := r.pause(d)
+	r.lc.leaveWait()
+	if !ok {
+		r.stopped()
+	}
+	return ok
 }
 
 // commitWait suspends the run on waiting. It reports true when the
@@ -685,17 +694,8 @@ func (r *run) suspend(c *Call, b *Builtin, s *Suspend, pos string, seen uint64) 
 	if w.Until != nil && r.rt.opts.MaxInlineWait >= 0 && inline {
 		d := w.Until.Sub(r.rt.now())
 		if d <= r.rt.opts.MaxInlineWait {
-			if r.lc.enterWait(waiting, seen, accepts) {
-				return true // a message came: look again
-			}
 			r.callEvent(CallEvent{Step: c.Step, Builtin: b.Name, Outcome: "waiting", Wait: d})
-			ok := r.pause(d)
-			r.lc.leaveWait()
-			if !ok {
-				r.stopped()
-				return false
-			}
-			return true
+			return r.waitHere(waiting, d, seen, accepts)
 		}
 	}
 	return r.commitWait(waiting, seen, accepts)

@@ -591,15 +591,8 @@ func (rt *Runtime) Retry(ctx context.Context, id, by string) (*Outcome, error) {
 // Wake makes a run that is waiting in-process (a short sleep, a backoff)
 // re-check its wait now. It reports whether such a run was found.
 func (rt *Runtime) Wake(id string) bool {
-	rt.mu.Lock()
-	l := rt.runs[id]
-	rt.mu.Unlock()
+	l := rt.executing(id)
 	if l == nil {
-		return false
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.exec == nil {
 		return false
 	}
 	select {
@@ -607,6 +600,23 @@ func (rt *Runtime) Wake(id string) bool {
 	default:
 	}
 	return true
+}
+
+// executing returns run id's lifecycle if the run executes in this
+// runtime now.
+func (rt *Runtime) executing(id string) *lifecycle {
+	rt.mu.Lock()
+	l := rt.runs[id]
+	rt.mu.Unlock()
+	if l == nil {
+		return nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.exec == nil {
+		return nil
+	}
+	return l
 }
 
 // Drain makes every executing run stop at its next builtin boundary (an
@@ -728,17 +738,7 @@ func (rt *Runtime) Active() []string {
 }
 
 // Executing reports whether run id is executing in this runtime now.
-func (rt *Runtime) Executing(id string) bool {
-	rt.mu.Lock()
-	l := rt.runs[id]
-	rt.mu.Unlock()
-	if l == nil {
-		return false
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.exec != nil
-}
+func (rt *Runtime) Executing(id string) bool { return rt.executing(id) != nil }
 
 // timerSleep is the default Options.Sleep: a real timer.
 func timerSleep(ctx context.Context, d time.Duration, wake, drain <-chan struct{}) bool {

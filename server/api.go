@@ -493,18 +493,27 @@ func (s *Server) signal(w http.ResponseWriter, r *http.Request) (any, int, error
 	return s.send(w, r, journal.MessageSignal, r.PathValue("name"))
 }
 
-func (s *Server) cancel(w http.ResponseWriter, r *http.Request) (any, int, error) {
+// by reads who asks, from an optional {"by": ...} body (default "api").
+func (s *Server) by(w http.ResponseWriter, r *http.Request) (string, error) {
 	var req CancelRequest
 	if r.ContentLength != 0 {
 		if err := s.decode(w, r, &req); err != nil {
-			return nil, 0, err
+			return "", err
 		}
 	}
 	if req.By == "" {
-		req.By = "api"
+		return "api", nil
+	}
+	return req.By, nil
+}
+
+func (s *Server) cancel(w http.ResponseWriter, r *http.Request) (any, int, error) {
+	by, err := s.by(w, r)
+	if err != nil {
+		return nil, 0, err
 	}
 	id := r.PathValue("id")
-	if _, err := s.rt.Cancel(r.Context(), id, req.By); err != nil {
+	if _, err := s.rt.Cancel(r.Context(), id, by); err != nil {
 		return nil, 0, err
 	}
 	s.timers.remove(id)
@@ -530,17 +539,12 @@ func (s *Server) resume(w http.ResponseWriter, r *http.Request) (any, int, error
 // retry is POST /v1/runs/{id}/retry: release a quarantined run and
 // execute it again.
 func (s *Server) retry(w http.ResponseWriter, r *http.Request) (any, int, error) {
-	var req CancelRequest
-	if r.ContentLength != 0 {
-		if err := s.decode(w, r, &req); err != nil {
-			return nil, 0, err
-		}
-	}
-	if req.By == "" {
-		req.By = "api"
+	by, err := s.by(w, r)
+	if err != nil {
+		return nil, 0, err
 	}
 	id := r.PathValue("id")
-	if _, err := s.rt.Retry(r.Context(), id, req.By); err != nil {
+	if _, err := s.rt.Retry(r.Context(), id, by); err != nil {
 		return nil, 0, err
 	}
 	s.enqueue(id)

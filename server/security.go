@@ -12,6 +12,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/starflow/starflow/internal/value"
 	"github.com/starflow/starflow/journal"
 )
 
@@ -324,23 +325,10 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error
 		return nil, apiErr(http.StatusBadRequest, "invalid_request", "could not read the request body: %v", err)
 	}
 	if !utf8.Valid(body) {
-		off := invalidUTF8(body)
+		off := value.InvalidUTF8(body)
 		return nil, apiErr(http.StatusBadRequest, "invalid_request", "request body is not valid UTF-8: byte 0x%02x at offset %d (JSON text must be UTF-8)", body[off], off)
 	}
 	return body, nil
-}
-
-// invalidUTF8 returns the offset of the first byte of b that is not part
-// of valid UTF-8, or -1.
-func invalidUTF8(b []byte) int {
-	for i := 0; i < len(b); {
-		r, n := utf8.DecodeRune(b[i:])
-		if r == utf8.RuneError && n <= 1 {
-			return i
-		}
-		i += n
-	}
-	return -1
 }
 
 // tooLarge is the 413 for a body over the limit.

@@ -665,7 +665,7 @@ func (d *decoder) string() (string, error) {
 // half a UTF-16 surrogate pair: neither encodes a character, and decoders
 // silently turn both into U+FFFD.
 func checkText(raw []byte, offset int) error {
-	if i := invalidUTF8(raw); i >= 0 {
+	if i := InvalidUTF8(raw); i >= 0 {
 		return fmt.Errorf("invalid JSON at offset %d: byte 0x%02x is not UTF-8 (JSON text must be UTF-8)", offset+i, raw[i])
 	}
 	for i := 0; i+1 < len(raw); i++ {
@@ -713,9 +713,9 @@ func hex4(b []byte) (rune, bool) {
 	return r, true
 }
 
-// invalidUTF8 returns the index of the first byte of b that is not part
+// InvalidUTF8 returns the index of the first byte of b that is not part
 // of valid UTF-8, or -1.
-func invalidUTF8(b []byte) int {
+func InvalidUTF8(b []byte) int {
 	for i := 0; i < len(b); {
 		r, n := utf8.DecodeRune(b[i:])
 		if r == utf8.RuneError && n <= 1 {
@@ -728,7 +728,7 @@ func invalidUTF8(b []byte) int {
 
 // textError explains a string in a result that is not UTF-8.
 func textError(path, what, s string) error {
-	i := invalidUTF8([]byte(s))
+	i := InvalidUTF8([]byte(s))
 	return fmt.Errorf("%s: %s is not valid UTF-8 (byte 0x%02x at offset %d of %d) and JSON text must be; decode or clean binary data before returning it", path, what, s[i], i, len(s))
 }
 
