@@ -57,7 +57,6 @@ func secretFn(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple
 func Now() *runtime.Builtin {
 	return &runtime.Builtin{
 		Name: "now",
-		Pure: true,
 		Doc:  "now() -> time: the current time (UTC)",
 		Fn: func(ctx context.Context, c *runtime.Call) (starlark.Value, error) {
 			if err := c.Unpack(); err != nil {
@@ -72,7 +71,6 @@ func Now() *runtime.Builtin {
 func UUID() *runtime.Builtin {
 	return &runtime.Builtin{
 		Name: "uuid",
-		Pure: true,
 		Doc:  "uuid() -> str: a random version-4 UUID",
 		Fn: func(ctx context.Context, c *runtime.Call) (starlark.Value, error) {
 			if err := c.Unpack(); err != nil {
@@ -91,7 +89,6 @@ func UUID() *runtime.Builtin {
 func Random() *runtime.Builtin {
 	return &runtime.Builtin{
 		Name: "random",
-		Pure: true,
 		Doc:  "random() -> float: a random number in [0, 1)",
 		Fn: func(ctx context.Context, c *runtime.Call) (starlark.Value, error) {
 			if err := c.Unpack(); err != nil {
@@ -108,7 +105,6 @@ func Random() *runtime.Builtin {
 func Sleep() *runtime.Builtin {
 	return &runtime.Builtin{
 		Name: "sleep",
-		Pure: true,
 		Doc:  `sleep(duration) -> None: wait durably; duration is seconds (int or float), a string such as "1h30m", or a time.duration`,
 		Fn: func(ctx context.Context, c *runtime.Call) (starlark.Value, error) {
 			now := c.Now()

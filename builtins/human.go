@@ -87,7 +87,6 @@ func compileSchema(schema json.RawMessage) (*jsonschema.Schema, error) {
 func AskHuman() *runtime.Builtin {
 	return &runtime.Builtin{
 		Name: "ask_human",
-		Pure: true,
 		Doc:  "ask_human(prompt, choices=None, schema=None, timeout=None, default=None) -> answer: wait for a person's answer",
 		Fn: func(ctx context.Context, c *runtime.Call) (starlark.Value, error) {
 			q, err := questionOf(c)
@@ -223,7 +222,6 @@ type signalWait struct {
 func WaitSignal() *runtime.Builtin {
 	return &runtime.Builtin{
 		Name: "wait_signal",
-		Pure: true,
 		Doc:  "wait_signal(name, timeout=None, default=None) -> value: wait for a named signal sent to the run",
 		Fn: func(ctx context.Context, c *runtime.Call) (starlark.Value, error) {
 			var sw signalWait

@@ -23,7 +23,7 @@ func Reproducible() []*runtime.Builtin {
 	for i, b := range out {
 		switch b.Name {
 		case "uuid":
-			out[i] = &runtime.Builtin{Name: "uuid", Doc: b.Doc, Pure: true, Fn: func(ctx context.Context, c *runtime.Call) (starlark.Value, error) {
+			out[i] = &runtime.Builtin{Name: "uuid", Doc: b.Doc, Fn: func(ctx context.Context, c *runtime.Call) (starlark.Value, error) {
 				if err := c.Unpack(); err != nil {
 					return nil, err
 				}
@@ -37,7 +37,7 @@ func Reproducible() []*runtime.Builtin {
 				return starlark.String(id.String()), nil
 			}}
 		case "random":
-			out[i] = &runtime.Builtin{Name: "random", Doc: b.Doc, Pure: true, Fn: func(ctx context.Context, c *runtime.Call) (starlark.Value, error) {
+			out[i] = &runtime.Builtin{Name: "random", Doc: b.Doc, Fn: func(ctx context.Context, c *runtime.Call) (starlark.Value, error) {
 				if err := c.Unpack(); err != nil {
 					return nil, err
 				}
@@ -45,7 +45,7 @@ func Reproducible() []*runtime.Builtin {
 				return starlark.Float(float64(binary.BigEndian.Uint64(sum[:8])>>11) / (1 << 53)), nil
 			}}
 		case "now":
-			out[i] = &runtime.Builtin{Name: "now", Doc: b.Doc, Pure: true, Fn: func(ctx context.Context, c *runtime.Call) (starlark.Value, error) {
+			out[i] = &runtime.Builtin{Name: "now", Doc: b.Doc, Fn: func(ctx context.Context, c *runtime.Call) (starlark.Value, error) {
 				if err := c.Unpack(); err != nil {
 					return nil, err
 				}

@@ -48,13 +48,14 @@ type Builtin struct {
 	// redaction. Redact must not modify its inputs.
 	Redact func(args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Tuple, []starlark.Tuple)
 
-	// Pure declares that Fn has no effect outside the run (now, uuid,
-	// random, sleep): its call.started record is kept in memory and
-	// written with its outcome. Other builtins (the default: http, llm,
-	// host functions) have their call.started record written before Fn
-	// runs, so that after a crash during the call the journal says it was
-	// in flight (it runs again, with the same key). See spec/replay.md.
-	Pure bool
+	// Effect declares that Fn acts on the world outside the run (http and
+	// llm do; a host function that charges a card should): its
+	// call.started record is written before Fn runs, so that after a crash
+	// during the call the journal says the call was in flight (it runs
+	// again, with the same key). Other builtins (now, uuid, random, sleep,
+	// ask_human, wait_signal) have it written with their outcome, which
+	// saves a write per call. See spec/replay.md.
+	Effect bool
 
 	// Accept, if set, is consulted when a message (an answer, a signal) is
 	// sent to a run that waits in this builtin. It returns an error to

@@ -15,8 +15,8 @@ import (
 // "When records are written"):
 //
 //	record                    sync                 async        exit
-//	call.started, effectful   written before Fn    written      buffered
-//	call.started, pure        with its outcome     ditto        buffered
+//	call.started, Effect      written before Fn    written      buffered
+//	call.started, otherwise   with its outcome     ditto        buffered
 //	call.waiting              fsynced              written      buffered
 //	call.completed            fsynced              written      buffered
 //	log, progress             with the next write  ditto        buffered
@@ -182,10 +182,10 @@ func (c *cursor) flush(durable, meta bool) error {
 	return nil
 }
 
-// start records a call about to run for the first time. An effectful
-// call's record is written before its effect (unless the run keeps
-// records in memory until it stops), so that a crash during the call
-// leaves a journal that says it was in flight.
+// start records a call about to run for the first time. The record of a
+// call that declares an effect (Builtin.Effect) is written before the
+// effect (unless the run keeps records in memory until it stops), so that
+// a crash during the call leaves a journal that says it was in flight.
 func (c *cursor) start(cs journal.CallStarted, pure bool) error {
 	c.add(journal.TypeCallStarted, cs)
 	c.lastStep = cs.Step

@@ -449,7 +449,7 @@ func (r *run) call(thread *starlark.Thread, b *Builtin, args starlark.Tuple, kwa
 			h(r.id, step)
 		}
 		cs := journal.CallStarted{Step: step, Builtin: b.Name, Args: jargs, Digest: digest, Key: r.id + "/" + step, Pos: pos}
-		if err := r.cur.start(cs, b.Pure); err != nil {
+		if err := r.cur.start(cs, !b.Effect); err != nil {
 			return nil, r.setFatal(err)
 		}
 		rec = &recordedCall{}

@@ -439,6 +439,7 @@ func TestDurabilityModes(t *testing.T) {
 				}
 				return len(recs), err
 			})
+			probe.Effect = true // bump is not: its call.started goes with its outcome
 			e = newEnv(t, func(o *sfrt.Options) { o.Builtins = append(o.Builtins, probe) })
 			out, err := e.RT.Start(bg, sfrt.StartRequest{ID: "d", Script: "wf.star", Durability: mode, Sources: map[string][]byte{"wf.star": []byte(
 				"def main(input):\n    bump(1)\n    bump(2)\n    return probe()\n")}})
@@ -447,8 +448,9 @@ func TestDurabilityModes(t *testing.T) {
 			}
 			runtest.MustResult(t, out, fmt.Sprint(seen))
 			// run.started, then started+completed for two bumps, and the
-			// probe's own call.started: an effectful call is journaled as
-			// in flight before it runs. Exit mode keeps all in memory.
+			// probe's own call.started: a call that declares an effect is
+			// journaled as in flight before it runs. Exit mode keeps all in
+			// memory.
 			want := map[journal.Durability]int{journal.DurabilitySync: 6, journal.DurabilityAsync: 6, journal.DurabilityExit: 1}[mode]
 			if seen != want {
 				t.Fatalf("records visible during the third call: %d, want %d", seen, want)

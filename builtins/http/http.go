@@ -216,7 +216,7 @@ const kwargsDoc = "params=, headers=, json= | body=, auth=, timeout=, deadline=,
 func (m *Module) Builtins() []*sfrt.Builtin {
 	out := make([]*sfrt.Builtin, 0, len(verbs))
 	for _, v := range verbs {
-		b := &sfrt.Builtin{Name: "http." + v.name}
+		b := &sfrt.Builtin{Name: "http." + v.name, Effect: true}
 		var redact func(starlark.Tuple, []starlark.Tuple) (starlark.Tuple, []starlark.Tuple)
 		if v.method == "" {
 			b.Doc = "http.request(method, url, " + kwargsDoc + ") -> response"

@@ -27,7 +27,7 @@ const Doc = `llm(prompt=None, messages=None, system=None, model="default", max_t
 // runtime.Retry and the runtime waits, in process or with the run
 // suspended, on its own clock. Replay never calls a provider.
 func (m *Module) Builtins() []*runtime.Builtin {
-	return []*runtime.Builtin{{Name: "llm", Doc: Doc, Fn: m.fn}}
+	return []*runtime.Builtin{{Name: "llm", Doc: Doc, Fn: m.fn, Effect: true}}
 }
 
 func (m *Module) fn(ctx context.Context, c *runtime.Call) (_ starlark.Value, err error) {

@@ -24,6 +24,12 @@ import (
 // appends "<idempotency key> <arg>" to $BUMP_FILE, so tests can count how
 // often each call really ran across kills and resumes.
 func bump() *runtime.Builtin {
+	b := bumpFunc()
+	b.Effect = true // a side effect: journaled as in flight before it runs
+	return b
+}
+
+func bumpFunc() *runtime.Builtin {
 	return runtime.Func("bump", func(ctx context.Context, c *runtime.Call) (any, error) {
 		args, _, err := c.GoArgs()
 		if err != nil {
