@@ -394,13 +394,9 @@ func (r *run) call(thread *starlark.Thread, b *Builtin, args starlark.Tuple, kwa
 	if r.fatal != nil {
 		return nil, r.fatal
 	}
-	if le := r.guard.exceeded(callerPos(thread, 1)); le != nil {
-		return nil, r.setFatal(le)
+	if r.guard.tripped() {
+		return nil, r.setFatal(r.guard.exceeded(callerPos(thread, 1)))
 	}
-	// Computation stops here: a builtin call is not the script's
-	// computing, whatever it waits for.
-	r.guard.pause()
-	defer r.guard.resume()
 	if by := r.cancelRequested(); by != "" {
 		return nil, r.setFatal(&cancelled{by})
 	}
@@ -456,7 +452,10 @@ func (r *run) call(thread *starlark.Thread, b *Builtin, args starlark.Tuple, kwa
 	}
 	// Otherwise the call was started (perhaps waiting) but never
 	// completed: the process stopped during it. It runs again, with the
-	// same key.
+	// same key. Computation stops meanwhile: a live call is not the
+	// script's computing, whatever it waits for.
+	r.guard.pause()
+	defer r.guard.resume()
 	return r.live(b, step, pos, args, kwargs, rec)
 }
 

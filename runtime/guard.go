@@ -178,6 +178,9 @@ func (g *guard) stop() {
 	}
 }
 
+// tripped reports whether the compute timer fired.
+func (g *guard) tripped() bool { return g != nil && g.compute.Load() }
+
 // exceeded reports the compute limit, if its timer fired.
 func (g *guard) exceeded(pos string) *LimitError {
 	if g == nil || !g.compute.Load() {
