@@ -15,6 +15,7 @@ run ./runtime -run '^$' -bench 'Fsync|StepSync|StepAsync|StepExit' -benchtime 3s
 run ./runtime -run '^$' -bench 'ConcurrentSync' -benchtime 20000x -count 2
 run ./runtime -run '^$' -bench 'Replay10k' -benchtime 20x -count 3
 run ./runtime -run '^$' -bench 'WaitingRuns' -benchtime 1x
+run ./runtime -run '^$' -bench 'Guard' -benchtime 20x -count 4
 run ./cmd/starflow -run '^$' -bench 'QuickstartPeakRSS' -benchtime 3x
 run ./server -run '^$' -bench 'WaitingRuns' -benchtime 1x
 run ./server -run '^$' -bench 'AnswerToResumed' -benchtime 100x -count 3
