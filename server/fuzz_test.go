@@ -6,10 +6,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"math/big"
 	"net/http"
 	"net/http/httptest"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -18,6 +16,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/starflow/starflow/internal/runtest"
+	"github.com/starflow/starflow/internal/value"
 	"github.com/starflow/starflow/journal"
 	"github.com/starflow/starflow/runtime"
 	"github.com/starflow/starflow/server"
@@ -205,53 +204,6 @@ func FuzzStartInput(f *testing.F) {
 	})
 }
 
-// sameMeaning compares JSON texts by meaning: integers exactly (-0 is 0),
-// other numbers as the float64 they become in a run.
-func sameMeaning(a, b []byte) bool {
-	var x, y any
-	da, db := json.NewDecoder(bytes.NewReader(a)), json.NewDecoder(bytes.NewReader(b))
-	da.UseNumber()
-	db.UseNumber()
-	return da.Decode(&x) == nil && db.Decode(&y) == nil && equalJSON(x, y)
-}
-
-func equalJSON(x, y any) bool {
-	switch x := x.(type) {
-	case []any:
-		y, ok := y.([]any)
-		if !ok || len(x) != len(y) {
-			return false
-		}
-		for i := range x {
-			if !equalJSON(x[i], y[i]) {
-				return false
-			}
-		}
-		return true
-	case map[string]any:
-		y, ok := y.(map[string]any)
-		if !ok || len(x) != len(y) {
-			return false
-		}
-		for k, v := range x {
-			if w, ok := y[k]; !ok || !equalJSON(v, w) {
-				return false
-			}
-		}
-		return true
-	case json.Number:
-		y, ok := y.(json.Number)
-		if !ok {
-			return false
-		}
-		if !strings.ContainsAny(string(x), ".eE") && !strings.ContainsAny(string(y), ".eE") {
-			i, _ := new(big.Int).SetString(string(x), 10)
-			j, _ := new(big.Int).SetString(string(y), 10)
-			return i != nil && j != nil && i.Cmp(j) == 0
-		}
-		f, err1 := strconv.ParseFloat(string(x), 64)
-		g, err2 := strconv.ParseFloat(string(y), 64)
-		return err1 == nil && err2 == nil && f == g
-	}
-	return x == y
-}
+// sameMeaning compares JSON texts by meaning: integers exactly (-0 is
+// 0), other numbers as the float64 they become in a run.
+func sameMeaning(a, b []byte) bool { return value.SameJSON(a, b) }

@@ -1,10 +1,7 @@
 package value
 
 import (
-	"bytes"
 	"encoding/json"
-	"math/big"
-	"strconv"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -55,58 +52,5 @@ func FuzzFromJSON(f *testing.F) {
 	})
 }
 
-// sameValue compares JSON texts by meaning: integers exactly (-0 is 0),
-// other numbers as float64 (the kind FromJSON gives them).
-func sameValue(a, b []byte) bool {
-	x, errx := decodeNumbers(a)
-	y, erry := decodeNumbers(b)
-	return errx == nil && erry == nil && equal(x, y)
-}
-
-func decodeNumbers(b []byte) (any, error) {
-	d := json.NewDecoder(bytes.NewReader(b))
-	d.UseNumber()
-	var v any
-	return v, d.Decode(&v)
-}
-
-func equal(x, y any) bool {
-	switch x := x.(type) {
-	case []any:
-		y, ok := y.([]any)
-		if !ok || len(x) != len(y) {
-			return false
-		}
-		for i := range x {
-			if !equal(x[i], y[i]) {
-				return false
-			}
-		}
-		return true
-	case map[string]any:
-		y, ok := y.(map[string]any)
-		if !ok || len(x) != len(y) {
-			return false
-		}
-		for k, v := range x {
-			if w, ok := y[k]; !ok || !equal(v, w) {
-				return false
-			}
-		}
-		return true
-	case json.Number:
-		y, ok := y.(json.Number)
-		if !ok {
-			return false
-		}
-		if !strings.ContainsAny(string(x), ".eE") && !strings.ContainsAny(string(y), ".eE") {
-			i, _ := new(big.Int).SetString(string(x), 10)
-			j, _ := new(big.Int).SetString(string(y), 10)
-			return i != nil && j != nil && i.Cmp(j) == 0
-		}
-		f, err1 := strconv.ParseFloat(string(x), 64)
-		g, err2 := strconv.ParseFloat(string(y), 64)
-		return err1 == nil && err2 == nil && f == g
-	}
-	return x == y
-}
+// sameValue compares JSON texts by meaning (SameJSON).
+func sameValue(a, b []byte) bool { return SameJSON(a, b) }

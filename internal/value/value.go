@@ -989,12 +989,65 @@ func resolveJSONRefs(dict *starlark.Dict, keys []string) error {
 	return nil
 }
 
-// SameJSON reports whether a and b are the same JSON value (object key
-// order and insignificant space aside). Invalid JSON is never the same.
+// SameJSON reports whether a and b are the same JSON value, as a run sees
+// them: object key order and insignificant space aside, integers compared
+// exactly (-0 is 0), other numbers as the float64 they become. Invalid
+// JSON is never the same.
 func SameJSON(a, b []byte) bool {
-	var x, y any
-	if json.Unmarshal(a, &x) != nil || json.Unmarshal(b, &y) != nil {
-		return false
+	decode := func(b []byte) (any, error) {
+		d := json.NewDecoder(bytes.NewReader(b))
+		d.UseNumber()
+		var v any
+		if err := d.Decode(&v); err != nil {
+			return nil, err
+		}
+		if d.More() {
+			return nil, fmt.Errorf("more than one value")
+		}
+		return v, nil
 	}
-	return fmt.Sprintf("%#v", x) == fmt.Sprintf("%#v", y)
+	x, errx := decode(a)
+	y, erry := decode(b)
+	return errx == nil && erry == nil && sameJSONValue(x, y)
+}
+
+func sameJSONValue(x, y any) bool {
+	switch x := x.(type) {
+	case []any:
+		y, ok := y.([]any)
+		if !ok || len(x) != len(y) {
+			return false
+		}
+		for i := range x {
+			if !sameJSONValue(x[i], y[i]) {
+				return false
+			}
+		}
+		return true
+	case map[string]any:
+		y, ok := y.(map[string]any)
+		if !ok || len(x) != len(y) {
+			return false
+		}
+		for k, v := range x {
+			if w, ok := y[k]; !ok || !sameJSONValue(v, w) {
+				return false
+			}
+		}
+		return true
+	case json.Number:
+		y, ok := y.(json.Number)
+		if !ok {
+			return false
+		}
+		if !strings.ContainsAny(string(x), ".eE") && !strings.ContainsAny(string(y), ".eE") {
+			i, _ := new(big.Int).SetString(string(x), 10)
+			j, _ := new(big.Int).SetString(string(y), 10)
+			return i != nil && j != nil && i.Cmp(j) == 0
+		}
+		f, err1 := strconv.ParseFloat(string(x), 64)
+		g, err2 := strconv.ParseFloat(string(y), 64)
+		return err1 == nil && err2 == nil && f == g
+	}
+	return x == y
 }
